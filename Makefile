@@ -1,0 +1,59 @@
+# hotline: `make run` and `make test` do all set-up on a fresh Debian 12 / Ubuntu machine.
+# Every step is cached: a second run installs nothing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.stamp
+DEPS_STAMP := var/.debian-deps
+
+.PHONY: run test setup debian venv pjsua2 lint typecheck importlint unit doctor clean
+
+run: setup
+	$(VENV)/bin/hotline serve
+
+test: setup
+	$(VENV)/bin/ruff check hotline tests bench
+	$(VENV)/bin/ruff format --check hotline tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+	$(PY) -m pytest -p no:cacheprovider -q
+
+setup: debian venv pjsua2
+
+debian: $(DEPS_STAMP)
+$(DEPS_STAMP): scripts/install-debian.sh
+	bash scripts/install-debian.sh
+	@mkdir -p var && touch $@
+
+venv: $(STAMP)
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+pjsua2: $(VENV)/.pjsua2
+$(VENV)/.pjsua2: $(STAMP) scripts/build-pjsua2.sh scripts/pjsua2/config_site.h
+	bash scripts/build-pjsua2.sh $(PY)
+	$(PY) -c 'import pjsua2'
+	touch $@
+
+doctor: setup
+	$(VENV)/bin/hotline doctor
+
+lint:
+	$(VENV)/bin/ruff check hotline tests bench
+	$(VENV)/bin/ruff format --check hotline tests bench
+
+typecheck:
+	$(VENV)/bin/mypy
+
+importlint:
+	$(VENV)/bin/lint-imports
+
+unit: setup
+	$(PY) -m pytest -p no:cacheprovider -q tests/unit tests/contract
+
+clean:
+	rm -rf $(VENV) var/.debian-deps

@@ -1,0 +1,7 @@
+"""`python -m hotline ...`"""
+
+import sys
+
+from hotline.cli import main
+
+sys.exit(main())

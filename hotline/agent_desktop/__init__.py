@@ -1,0 +1,1 @@
+"""hotline.agent_desktop."""

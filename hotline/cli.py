@@ -1,0 +1,456 @@
+"""The composition root: `hotline serve | worker | control | doctor | agents | tickets`.
+
+Only this module reads the configuration and wires adapters into the runtime.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import wave
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hotline import config as cfgmod
+from hotline.config import Config
+from hotline.core.errors import ConfigError, DomainError, InvalidRequest
+from hotline.core.model import Agent, AgentId, WorkerId
+from hotline.core.ports import Offer
+
+logger = logging.getLogger("hotline")
+
+PROMPTS = ("greeting", "hold_music")
+
+
+def setup_logging(level: str, name: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format=f"%(asctime)s %(levelname)s {name} %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+# ------------------------------------------------------------------ helpers
+def wav_seconds(path: Path) -> float:
+    with wave.open(str(path), "rb") as w:
+        return w.getnframes() / float(w.getframerate())
+
+
+def load_prompts(config: Config) -> dict[str, Any]:
+    from hotline.runtime.worker import Prompt
+
+    base = Path(config.prompts_dir)
+    prompts: dict[str, Any] = {}
+    missing = []
+    for name in PROMPTS:
+        path = base / f"{name}.wav"
+        if not path.exists():
+            missing.append(str(path))
+            continue
+        prompts[name] = Prompt(str(path.resolve()), wav_seconds(path))
+    if missing:
+        raise ConfigError(f"missing prompts: {', '.join(missing)} (run `make prompts`)")
+    return prompts
+
+
+def redis_client(config: Config) -> Any:
+    import redis.asyncio
+
+    if not config.redis_url:
+        raise ConfigError("no Redis configured: set redis_url (hotline serve starts its own)")
+    return redis.asyncio.Redis.from_url(config.redis_url, socket_connect_timeout=2, socket_timeout=5)
+
+
+def open_store(config: Config) -> Any:
+    from hotline.tickets.store import SqlTicketStore
+
+    return SqlTicketStore(config.tickets_db_url)
+
+
+def agent_uri_for(config: Config) -> Any:
+    def agent_uri(offer: Offer) -> str:
+        if offer.agent_uri:
+            return offer.agent_uri
+        if config.kamailio.enabled:
+            host = config.sip.public_host or config.sip.host
+            return f"sip:{offer.agent_extension}@{host}:{config.sip.port}"
+        raise InvalidRequest(f"agent {offer.agent_id} has no SIP URI (needed without Kamailio)")
+
+    return agent_uri
+
+
+# ------------------------------------------------------------------ worker
+async def run_worker(config: Config, index: int) -> None:
+    from hotline.queue.acd import RedisCallQueue
+    from hotline.queue.bus import RedisEventBus
+    from hotline.runtime.worker import Worker, WorkerSettings
+    from hotline.sip.endpoint import SipEndpoint
+    from hotline.sip.events import SipSettings
+
+    sys.setswitchinterval(0.0005)  # the media clock must get the GIL quickly (PJSUA2.md)
+    worker_id = WorkerId(f"w{index}")
+    client = redis_client(config)
+    queue = RedisCallQueue(client, config.redis_prefix, config.queue.name)
+    bus = RedisEventBus(client, config.redis_prefix)
+    log_dir = config.data_path / "log"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    settings = WorkerSettings(
+        worker_id=worker_id,
+        recordings_dir=config.recordings_path,
+        spool_dir=config.data_path / "spool",
+        prompts=load_prompts(config),
+        ring_timeout_s=config.queue.ring_timeout_s,
+    )
+    worker = Worker(settings, queue, bus)
+    loop = asyncio.get_running_loop()
+    sip_settings = SipSettings(
+        host=config.sip.host,
+        port=config.worker_port(index),
+        public_host=config.sip.public_host or None,
+        max_calls=config.sip.max_calls_per_worker,
+        log_file=str(log_dir / f"pjsip-{worker_id}.log"),
+        log_level=config.sip.log_level,
+        allow_dev_build=config.sip.allow_dev_build,
+    )
+    sip = SipEndpoint(sip_settings, loop, worker.on_sip_event)
+    await asyncio.to_thread(sip.start)
+    worker.attach(sip)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)
+    logger.info("worker %s ready on %s:%d", worker_id, sip_settings.host, sip_settings.port)
+    try:
+        await worker.run()
+        await worker.shutdown_calls()
+    finally:
+        await asyncio.to_thread(sip.stop)
+        await client.aclose()
+
+
+# ------------------------------------------------------------------ control
+async def run_control(config: Config) -> None:
+    from aiohttp import web
+
+    from hotline.agent_desktop.app import make_app
+    from hotline.queue.acd import RedisCallQueue
+    from hotline.queue.bus import RedisEventBus
+    from hotline.runtime.control import Control, ControlSettings
+
+    client = redis_client(config)
+    queue = RedisCallQueue(client, config.redis_prefix, config.queue.name)
+    bus = RedisEventBus(client, config.redis_prefix)
+    store = open_store(config)
+    control = Control(
+        ControlSettings(
+            consumer=f"control-{socket.gethostname()}-{os.getpid()}",
+            ring_timeout_s=config.queue.ring_timeout_s,
+        ),
+        queue,
+        bus,
+        store,
+        agent_uri_for(config),
+    )
+    app = make_app(queue, store)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, config.http.host, config.http.port)
+    await site.start()
+    logger.info("control ready: API on http://%s:%d/api/v1", config.http.host, config.http.port)
+    loop = asyncio.get_running_loop()
+    task = asyncio.create_task(control.run())
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    finally:
+        await runner.cleanup()
+        await client.aclose()
+        store.close()
+
+
+# ------------------------------------------------------------------ serve
+def redis_ping_unix(path: Path) -> bool:
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(0.5)
+            sock.connect(str(path))
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def http_ready(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def serve(config: Config, config_file: str | None) -> int:
+    from hotline.runtime.supervisor import Child, Supervisor
+    from hotline.sip.endpoint import PYPI_CALL_LIMIT, compiled_call_limit
+    from hotline.sip.kamailio import KamailioProcess, KamailioSettings
+
+    problems = doctor_problems(config)
+    if problems:
+        for problem in problems:
+            print(f"hotline serve: {problem}", file=sys.stderr)
+        return 2
+    slots = compiled_call_limit()
+    if slots <= PYPI_CALL_LIMIT and not config.sip.allow_dev_build:
+        print(
+            f"hotline serve: this pjsua2 holds only {slots} calls per process. Run `make pjsua2`, "
+            "or set sip.allow_dev_build: true for a development run.",
+            file=sys.stderr,
+        )
+        return 2
+    data = config.data_path
+    (data / "log").mkdir(parents=True, exist_ok=True)
+    sup = Supervisor()
+    env: dict[str, str] = {}
+    if config_file:
+        env["HOTLINE_CONFIG"] = str(Path(config_file).resolve())
+    if not config.redis_url:
+        redis_dir = data / "redis"
+        redis_dir.mkdir(parents=True, exist_ok=True)
+        sock = redis_dir / "redis.sock"
+        binary = shutil.which("redis-server") or "redis-server"
+        sup.add(
+            Child(
+                "redis",
+                [
+                    binary,
+                    "--port",
+                    "0",
+                    "--unixsocket",
+                    str(sock),
+                    "--unixsocketperm",
+                    "700",
+                    "--dir",
+                    str(redis_dir),
+                    "--appendonly",
+                    "yes",
+                    "--save",
+                    "60 1",
+                ],
+                log_path=data / "log" / "redis.log",
+                ready=lambda: redis_ping_unix(sock),
+            )
+        )
+        env["HOTLINE_REDIS_URL"] = f"unix://{sock}"
+    python = sys.executable
+    kamailio: KamailioProcess | None = None
+    if config.kamailio.enabled:
+        workers = tuple((config.sip.host, config.worker_port(i)) for i in range(config.worker_count))
+        kamailio = KamailioProcess(
+            KamailioSettings(
+                runtime_dir=data / "kamailio",
+                workers=workers,
+                listen_host=config.sip.host,
+                listen_port=config.sip.port,
+                ping_interval_s=config.kamailio.ping_interval_s,
+            )
+        )
+    for i in range(config.worker_count):
+        sup.add(
+            Child(
+                f"worker-{i}",
+                [python, "-m", "hotline", "worker", "--index", str(i)],
+                env=env,
+                log_path=data / "log" / f"worker-{i}.log",
+            )
+        )
+    sup.add(
+        Child(
+            "control",
+            [python, "-m", "hotline", "control"],
+            env=env,
+            log_path=data / "log" / "control.log",
+            ready=lambda: http_ready(config.http.host, config.http.port),
+        )
+    )
+    try:
+        sup.start_all()
+        if kamailio is not None:
+            (data / "kamailio").mkdir(parents=True, exist_ok=True)
+            kamailio.start()
+    except Exception as exc:
+        print(f"hotline serve: {exc}", file=sys.stderr)
+        sup.stop_all()
+        if kamailio is not None:
+            kamailio.stop()
+        return 1
+    where = f"{config.sip.host}:{config.sip.port}"
+    print(
+        f"hotline: SIP on {where} ({'Kamailio, ' if kamailio else 'dev mode, '}{config.worker_count} worker(s)), "
+        f"API on http://{config.http.host}:{config.http.port}/api/v1, data in {data}",
+        flush=True,
+    )
+    try:
+        sup.run()
+    finally:
+        if kamailio is not None:
+            kamailio.stop()
+    return 0
+
+
+# ------------------------------------------------------------------ doctor
+def doctor_problems(config: Config) -> list[str]:
+    problems: list[str] = []
+    for binary, package in (("redis-server", "redis-server"), ("sox", "sox")):
+        if shutil.which(binary) is None:
+            problems.append(f"{binary} not installed: apt-get install {package}")
+    if config.kamailio.enabled:
+        from hotline.sip.kamailio import check_kamailio
+
+        problems += check_kamailio()
+    try:
+        from hotline.sip.endpoint import compiled_call_limit
+
+        compiled_call_limit()
+    except ImportError:
+        problems.append("pjsua2 not importable: run `make pjsua2` (builds it from Debian's ring source)")
+    try:
+        load_prompts(config)
+    except ConfigError as exc:
+        problems.append(exc.message)
+    return problems
+
+
+def doctor(config: Config) -> int:
+    from hotline.sip.endpoint import PYPI_CALL_LIMIT
+
+    print(f"python: {sys.version.split()[0]}")
+    try:
+        from hotline.sip.endpoint import compiled_call_limit
+
+        slots = compiled_call_limit()
+        kind = "development build (PyPI limit)" if slots <= PYPI_CALL_LIMIT else "production build"
+        print(f"pjsua2: {slots} calls per process ({kind})")
+    except ImportError:
+        print("pjsua2: missing")
+    for binary in ("redis-server", "kamailio", "sipp", "baresip", "sox"):
+        print(f"{binary}: {shutil.which(binary) or 'missing'}")
+    print(f"workers: {config.worker_count} x {config.sip.max_calls_per_worker} calls")
+    print(f"data: {config.data_path}")
+    problems = doctor_problems(config)
+    for binary, package in (("sipp", "sip-tester"), ("baresip", "baresip")):
+        if shutil.which(binary) is None:
+            problems.append(f"{binary} not installed (needed by the tests): apt-get install {package}")
+    if problems:
+        print("problems:")
+        for problem in problems:
+            print(f"  - {problem}")
+        return 1
+    print("ok")
+    return 0
+
+
+# ------------------------------------------------------------------ agents, tickets
+def agents_cmd(config: Config, args: argparse.Namespace) -> int:
+    store = open_store(config)
+    try:
+        if args.agents_cmd == "add":
+            agent = Agent(
+                AgentId(args.agent_id),
+                args.name or args.agent_id,
+                args.extension or args.agent_id,
+                args.sip_uri,
+            )
+            store.add_agent(agent)
+            print(json.dumps(agent.to_dict(), ensure_ascii=False))
+        else:
+            agents = store.list_agents()
+            if args.json:
+                print(json.dumps([a.to_dict() for a in agents], ensure_ascii=False, indent=2))
+            else:
+                for a in agents:
+                    print(f"{a.agent_id}\t{a.name}\t{a.extension}\t{a.sip_uri or ''}")
+        return 0
+    finally:
+        store.close()
+
+
+def tickets_cmd(config: Config, args: argparse.Namespace) -> int:
+    from hotline.tickets.export import call_record_json, render_calls_table
+
+    store = open_store(config)
+    try:
+        records = store.list_calls(limit=args.limit)
+        if args.json:
+            print(json.dumps([call_record_json(r) for r in records], ensure_ascii=False, indent=2))
+        else:
+            print(render_calls_table(records))
+        return 0
+    finally:
+        store.close()
+
+
+# ------------------------------------------------------------------ main
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hotline", description="12345 government service hotline backend")
+    p.add_argument("--config", help="configuration file (default: config/hotline.yaml or $HOTLINE_CONFIG)")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("serve", help="run everything: Redis, Kamailio, workers, control plane")
+    w = sub.add_parser("worker", help="run one media worker")
+    w.add_argument("--index", type=int, default=0)
+    sub.add_parser("control", help="run the control plane (dispatcher, tickets, API)")
+    sub.add_parser("doctor", help="check this machine and print what is missing")
+    a = sub.add_parser("agents", help="the agent registry")
+    asub = a.add_subparsers(dest="agents_cmd", required=True)
+    add = asub.add_parser("add")
+    add.add_argument("agent_id")
+    add.add_argument("--name", default="")
+    add.add_argument("--extension", default="", help="SIP user the softphone registers as (default: the id)")
+    add.add_argument("--sip-uri", default=None, help="URI to dial in dev mode without Kamailio")
+    ls = asub.add_parser("list")
+    ls.add_argument("--json", action="store_true")
+    t = sub.add_parser("tickets", help="call records and tickets")
+    tsub = t.add_subparsers(dest="tickets_cmd", required=True)
+    tl = tsub.add_parser("list")
+    tl.add_argument("--json", action="store_true")
+    tl.add_argument("--limit", type=int, default=100)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        config = cfgmod.load(args.config)
+    except ConfigError as exc:
+        print(f"hotline: configuration: {exc.message}", file=sys.stderr)
+        return 2
+    setup_logging(config.log_level, args.cmd if args.cmd != "worker" else f"worker-{args.index}")
+    try:
+        if args.cmd == "serve":
+            return serve(config, args.config)
+        if args.cmd == "worker":
+            asyncio.run(run_worker(config, args.index))
+            return 0
+        if args.cmd == "control":
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(run_control(config))
+            return 0
+        if args.cmd == "doctor":
+            return doctor(config)
+        if args.cmd == "agents":
+            return agents_cmd(config, args)
+        if args.cmd == "tickets":
+            return tickets_cmd(config, args)
+    except DomainError as exc:
+        print(f"hotline {args.cmd}: {exc.message}", file=sys.stderr)
+        return 1
+    return 2

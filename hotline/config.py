@@ -1,0 +1,183 @@
+"""Typed settings, loaded once by the composition root (hotline.cli).
+
+Sources, later ones win: the embedded defaults below, `config/hotline.yaml` (or the file named
+by HOTLINE_CONFIG), then HOTLINE_* environment variables, where a double underscore goes one
+level down: HOTLINE_SIP__PORT=5080, HOTLINE_REDIS_URL=redis://... . Every problem is reported
+at once; secrets never appear in repr.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hotline.core.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class SipConfig:
+    host: str = "127.0.0.1"  # where SIP listens (Kamailio, or the dev-mode worker)
+    port: int = 5060
+    public_host: str = ""  # address written into SIP/SDP when it differs from host
+    workers: int = 0  # media worker processes; 0 = one per core
+    worker_base_port: int = 5071  # worker i listens on worker_base_port + i
+    max_calls_per_worker: int = 200  # admission limit: above it a worker answers 503
+    allow_dev_build: bool = False  # accept a pjsua2 with fewer call slots (PyPI: 4)
+    log_level: int = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class KamailioConfig:
+    enabled: bool = True  # False: embedded dev mode, one worker on sip.port
+    ping_interval_s: int = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class HttpConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclasses.dataclass(frozen=True)
+class QueueConfig:
+    name: str = "default"
+    ring_timeout_s: float = 20.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    data_dir: str = "var"
+    redis_url: str = dataclasses.field(default="", repr=False)  # "" = start an embedded redis-server
+    redis_prefix: str = "hotline"
+    tickets_url: str = dataclasses.field(default="", repr=False)  # "" = sqlite under data_dir
+    prompts_dir: str = "config/prompts/zh-CN"
+    log_level: str = "INFO"
+    sip: SipConfig = dataclasses.field(default_factory=SipConfig)
+    kamailio: KamailioConfig = dataclasses.field(default_factory=KamailioConfig)
+    http: HttpConfig = dataclasses.field(default_factory=HttpConfig)
+    queue: QueueConfig = dataclasses.field(default_factory=QueueConfig)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).resolve()
+
+    @property
+    def tickets_db_url(self) -> str:
+        return self.tickets_url or f"sqlite:///{self.data_path / 'hotline.db'}"
+
+    @property
+    def recordings_path(self) -> Path:
+        return self.data_path / "recordings"
+
+    @property
+    def worker_count(self) -> int:
+        if not self.kamailio.enabled:
+            return 1
+        return self.sip.workers or (os.cpu_count() or 1)
+
+    def worker_port(self, index: int) -> int:
+        """SIP port of worker `index` (dev mode: the public port)."""
+        if not self.kamailio.enabled:
+            return self.sip.port
+        return self.sip.worker_base_port + index
+
+
+def _convert(value: Any, hint: Any, where: str, errors: list[str]) -> Any:
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        if not isinstance(value, dict):
+            errors.append(f"{where}: expected a mapping, got {type(value).__name__}")
+            return hint()
+        return _build(hint, value, where, errors)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+        errors.append(f"{where}: expected true/false, got {value!r}")
+        return False
+    if hint in (int, float):
+        try:
+            return hint(value)
+        except (TypeError, ValueError):
+            errors.append(f"{where}: expected a number, got {value!r}")
+            return hint()
+    if hint is str:
+        if isinstance(value, dict | list):
+            errors.append(f"{where}: expected text, got {type(value).__name__}")
+            return ""
+        return "" if value is None else str(value)
+    return value
+
+
+def _build(cls: type[Any], data: dict[str, Any], where: str, errors: list[str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            errors.append(f"{where}{'.' if where else ''}{key}: unknown setting")
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            path = f"{where}{'.' if where else ''}{f.name}"
+            kwargs[f.name] = _convert(data[f.name], hints[f.name], path, errors)
+    return cls(**kwargs)
+
+
+def _env_overrides(environ: typing.Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in environ.items():
+        if not key.startswith("HOTLINE_") or key == "HOTLINE_CONFIG":
+            continue
+        parts = key[len("HOTLINE_") :].lower().split("__")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load(path: str | None = None, environ: typing.Mapping[str, str] | None = None) -> Config:
+    """Loads and validates the configuration; raises ConfigError listing every problem."""
+    env = os.environ if environ is None else environ
+    errors: list[str] = []
+    file = path or env.get("HOTLINE_CONFIG") or "config/hotline.yaml"
+    data: dict[str, Any] = {}
+    if Path(file).exists():
+        try:
+            loaded = yaml.safe_load(Path(file).read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{file}: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{file}: the top level must be a mapping")
+        data = loaded
+    elif path is not None:
+        raise ConfigError(f"{file}: no such file")
+    data = _merge(data, _env_overrides(env))
+    config = _build(Config, data, "", errors)
+    if config.sip.max_calls_per_worker < 1:
+        errors.append("sip.max_calls_per_worker: must be at least 1")
+    if not 0 < config.sip.port < 65536:
+        errors.append("sip.port: must be a port number")
+    if config.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        errors.append("log_level: one of DEBUG, INFO, WARNING, ERROR")
+    if errors:
+        raise ConfigError(f"{file}: " + "; ".join(errors))
+    return typing.cast(Config, config)
+
+
+__all__ = ["Config", "ConfigError", "load"]

@@ -1,0 +1,1 @@
+"""hotline.core: shared vocabulary (standard library only)."""

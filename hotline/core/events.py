@@ -1,0 +1,38 @@
+"""Messages between workers and the control plane, as they travel on Redis streams.
+
+Every message is a flat dict of strings with a "type" field; payloads that are not plain
+strings are carried as JSON in the "data" field. Constructors here keep the spelling in one place.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+# worker -> control plane (stream keys.events())
+CALL_STARTED = "call.started"  # data: call_id, worker_id, caller, callee, started_at
+CALL_QUEUED = "call.queued"  # data: call_id, queued_at
+OFFER_ANSWERED = "offer.answered"  # data: call_id, agent_id, offer_id
+OFFER_FAILED = "offer.failed"  # data: call_id, agent_id, offer_id, reason
+CALL_ENDED = "call.ended"  # data: CallRecord.to_dict()
+
+# control plane -> worker (stream keys.worker_commands(worker_id))
+CMD_OFFER = "offer"  # data: call_id, agent_id, offer_id, agent_uri, ring_timeout_s
+CMD_HANGUP = "hangup"  # data: call_id, reason
+
+
+def encode(kind: str, data: dict[str, Any]) -> dict[str, str]:
+    """A stream entry for a message of the given kind."""
+    return {"type": kind, "data": json.dumps(data, ensure_ascii=False, separators=(",", ":"))}
+
+
+def decode(fields: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    """(kind, data) of a stream entry; raises ValueError on a malformed entry."""
+    kind = fields.get("type")
+    if not kind:
+        raise ValueError(f"stream entry without type: {fields!r}")
+    raw = fields.get("data", "{}")
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError(f"stream entry data is not an object: {raw!r}")
+    return kind, data

@@ -1,0 +1,1 @@
+"""hotline.ivr."""

@@ -1,0 +1,507 @@
+"""A media worker: the SIP endpoint, one CallFlow per caller, the queue and the bus.
+
+The asyncio side of `hotline worker`. SIP events come from the pj thread (already posted into
+this loop); commands from the control plane come on the worker's Redis stream; each caller's
+CallFlow decides, this module carries the commands out. When a call ends its CallRecord is
+published for the ticket store; if Redis is away, records wait in a spool file and are sent
+when it is back, so no call ends as nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from hotline.core import events as ev
+from hotline.core.errors import Unavailable
+from hotline.core.model import AgentId, CallId, CallRecord, OfferId, Outcome, WorkerId, utcnow
+from hotline.core.ports import CallQueue
+from hotline.ivr import flow as fl
+from hotline.recordings.stereo import merge_stereo
+from hotline.sip.events import (
+    CallRejected,
+    DtmfReceived,
+    IncomingCall,
+    LegState,
+    LegStateChanged,
+    MediaReady,
+    SipEvent,
+)
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_MS = 1000
+HEARTBEAT_TTL_MS = 3000
+
+
+class Sip(Protocol):
+    """What the worker needs of hotline.sip.endpoint.SipEndpoint."""
+
+    @property
+    def active_legs(self) -> int: ...
+
+    async def answer(self, leg_id: str, code: int = 200) -> None: ...
+    async def hangup(self, leg_id: str, code: int = 603) -> None: ...
+    async def play(self, leg_id: str, wav_path: str, loop: bool = False) -> None: ...
+    async def stop_play(self, leg_id: str) -> None: ...
+    async def record(self, leg_id: str, wav_path: str) -> None: ...
+    async def stop_record(self, wav_path: str) -> None: ...
+    async def dial(self, uri: str, leg_id: str, headers: dict[str, str] | None = None) -> None: ...
+    async def bridge(self, leg_a: str, leg_b: str) -> None: ...
+
+
+class WorkerBus(Protocol):
+    """What the worker needs of hotline.queue.bus.RedisEventBus."""
+
+    async def publish(self, kind: str, data: dict[str, Any]) -> str: ...
+    async def read_commands(
+        self, worker_id: WorkerId, last_id: str, block_ms: int
+    ) -> list[tuple[str, str, dict[str, Any]]]: ...
+    async def heartbeat(self, worker_id: WorkerId, ttl_ms: int, info: dict[str, Any]) -> None: ...
+    async def track_call(self, worker_id: WorkerId, call_id: CallId, info: dict[str, Any]) -> None: ...
+    async def untrack_call(self, worker_id: WorkerId, call_id: CallId) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Prompt:
+    path: str
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    worker_id: WorkerId
+    recordings_dir: Path
+    spool_dir: Path
+    prompts: dict[str, Prompt]
+    ring_timeout_s: float = 20.0
+
+
+def new_call_id(now: datetime) -> CallId:
+    """Sortable, unique, readable: 20261122T001234-8f3a9c1d."""
+    return CallId(f"{now:%Y%m%dT%H%M%S}-{secrets.token_hex(4)}")
+
+
+def epoch_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclasses.dataclass
+class CallSession:
+    call_id: CallId
+    caller_leg: str
+    incoming: IncomingCall
+    flow: fl.CallFlow
+    started_at: datetime
+    answered_at: datetime | None = None
+    queued_at: datetime | None = None
+    connected_at: datetime | None = None
+    recording: Path | None = None
+    agent_leg: str | None = None
+    agent_leg_offer: str | None = None
+    agent_answered: bool = False
+    agent_legs: int = 0
+    timer: asyncio.TimerHandle | None = None
+    finished: bool = False
+    # Commands of successive events run strictly in order (asyncio.Lock is FIFO).
+    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        queue: CallQueue,
+        bus: WorkerBus,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.queue = queue
+        self.bus = bus
+        self.clock = clock
+        self.sip: Sip | None = None
+        self.sessions: dict[CallId, CallSession] = {}
+        self.by_leg: dict[str, CallSession] = {}
+        self.rejected = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stop = asyncio.Event()
+        self._spool = settings.spool_dir / f"{settings.worker_id}.jsonl"
+        flow_settings = fl.FlowSettings(
+            greeting_s=settings.prompts["greeting"].seconds, ring_timeout_s=settings.ring_timeout_s
+        )
+        self._flow_settings = flow_settings
+
+    # ------------------------------------------------------------ lifecycle
+    def attach(self, sip: Sip) -> None:
+        self.sip = sip
+
+    async def run(self) -> None:
+        """Heartbeat, command reader and spool flusher until stop()."""
+        self.settings.spool_dir.mkdir(parents=True, exist_ok=True)
+        loops = [
+            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+            asyncio.create_task(self._command_loop(), name="commands"),
+            asyncio.create_task(self._spool_loop(), name="spool"),
+        ]
+        await self._stop.wait()
+        for task in loops:
+            task.cancel()
+        for task in loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def shutdown_calls(self) -> None:
+        """Ends every live call with a record before the endpoint goes (worker stopping)."""
+        for session in list(self.sessions.values()):
+            if session.finished:
+                continue
+            connected = session.flow.phase == fl.Phase.CONNECTED
+            outcome = Outcome.ANSWERED if connected else Outcome.FAILED
+            if self.sip is not None:
+                with contextlib.suppress(Exception):
+                    await self.sip.hangup(session.caller_leg, 503)
+                if session.agent_leg is not None:
+                    with contextlib.suppress(Exception):
+                        await self.sip.hangup(session.agent_leg, 503)
+            if not connected:
+                with contextlib.suppress(Unavailable):
+                    await self.queue.abandon(session.call_id)
+            await self._finish(session, fl.Finish(outcome, "system", "worker stopped"))
+        pending = [t for t in self._tasks if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+
+    def spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("task %s failed", task.get_name(), exc_info=task.exception())
+
+    # ------------------------------------------------------------ SIP events (in the loop)
+    def on_sip_event(self, event: SipEvent) -> None:
+        try:
+            self._on_sip_event(event)
+        except Exception:
+            logger.exception("handling %s", event)
+
+    def _on_sip_event(self, event: SipEvent) -> None:
+        if isinstance(event, IncomingCall):
+            self._on_incoming(event)
+            return
+        if isinstance(event, CallRejected):
+            self.rejected += 1
+            logger.warning("rejected %s from %s: %s", event.sip_call_id, event.caller, event.reason)
+            return
+        session = self.by_leg.get(event.leg_id)
+        if session is None:
+            return
+        is_agent = event.leg_id == session.agent_leg
+        if isinstance(event, MediaReady):
+            # The agent leg's media is wired by the adapter whenever it comes (bridge and
+            # recorder are remembered), so only the caller's media drives the flow.
+            if not is_agent:
+                self._feed(session, fl.MediaReady())
+        elif isinstance(event, DtmfReceived):
+            if not is_agent:
+                self._feed(session, fl.Dtmf(event.digit))
+        elif isinstance(event, LegStateChanged):
+            self._on_leg_state(session, event, is_agent)
+
+    def _on_incoming(self, event: IncomingCall) -> None:
+        now = utcnow()
+        call_id = new_call_id(now)
+        session = CallSession(
+            call_id=call_id,
+            caller_leg=event.leg_id,
+            incoming=event,
+            flow=fl.CallFlow(self._flow_settings),
+            started_at=now,
+        )
+        self.sessions[call_id] = session
+        self.by_leg[event.leg_id] = session
+        logger.info("call %s from %s to %s (%s)", call_id, event.caller, event.callee, event.sip_call_id)
+        info = {
+            "call_id": call_id,
+            "caller": event.caller,
+            "callee": event.callee,
+            "started_at": now.isoformat(),
+            "worker_id": self.settings.worker_id,
+        }
+        self.spawn(self._track(call_id, info), f"track-{call_id}")
+        self._feed(session, fl.Incoming())
+
+    async def _track(self, call_id: CallId, info: dict[str, Any]) -> None:
+        try:
+            await self.bus.track_call(self.settings.worker_id, call_id, info)
+            await self.bus.publish(ev.CALL_STARTED, info)
+        except Unavailable as exc:
+            logger.warning("call %s not tracked in Redis: %s", call_id, exc)
+
+    def _on_leg_state(self, session: CallSession, event: LegStateChanged, is_agent: bool) -> None:
+        if not is_agent:
+            if event.state == LegState.CONFIRMED:
+                session.answered_at = session.answered_at or utcnow()
+            elif event.state == LegState.DISCONNECTED:
+                self.by_leg.pop(event.leg_id, None)
+                self._feed(session, fl.CallerHungUp())
+            return
+        offer = session.agent_leg_offer or ""
+        if event.state == LegState.CONFIRMED:
+            session.agent_answered = True
+            self._feed(session, fl.AgentAnswered(offer))
+        elif event.state == LegState.DISCONNECTED:
+            self.by_leg.pop(event.leg_id, None)
+            session.agent_leg = None
+            if session.agent_answered:
+                self._feed(session, fl.AgentHungUp(offer))
+            else:
+                self._feed(session, fl.AgentFailed(offer, _failure_reason(event.status_code)))
+
+    # ------------------------------------------------------------ commands from the control plane
+    async def _command_loop(self) -> None:
+        last_id = "$"
+        while True:
+            try:
+                entries = await self.bus.read_commands(self.settings.worker_id, last_id, 1000)
+            except Unavailable as exc:
+                logger.warning("reading commands: %s", exc)
+                await asyncio.sleep(1)
+                continue
+            for entry_id, kind, data in entries:
+                last_id = entry_id
+                try:
+                    self._on_command(kind, data)
+                except Exception:
+                    logger.exception("command %s %s", kind, data)
+
+    def _on_command(self, kind: str, data: dict[str, Any]) -> None:
+        call_id = CallId(str(data.get("call_id", "")))
+        session = self.sessions.get(call_id)
+        if kind == ev.CMD_OFFER:
+            offer_id = str(data["offer_id"])
+            if session is None:
+                self.spawn(self._report_failed(offer_id, "no-such-call"), f"offer-{offer_id}")
+                return
+            self._feed(session, fl.OfferReceived(offer_id, str(data["agent_id"]), str(data["agent_uri"])))
+        elif kind == ev.CMD_HANGUP and session is not None and self.sip is not None:
+            self.spawn(self.sip.hangup(session.caller_leg), f"hangup-{call_id}")
+
+    # ------------------------------------------------------------ the flow
+    def _feed(self, session: CallSession, event: fl.Event) -> None:
+        try:
+            commands = session.flow.handle(event, self.clock())
+        except fl.FlowError:
+            logger.exception("call %s", session.call_id)
+            return
+        self.spawn(self._execute(session, commands), f"exec-{session.call_id}")
+        self._arm_timer(session)
+
+    def _arm_timer(self, session: CallSession) -> None:
+        if session.timer is not None:
+            session.timer.cancel()
+            session.timer = None
+        deadline = session.flow.next_deadline()
+        if deadline is None or session.finished:
+            return
+        delay = max(0.0, deadline - self.clock())
+        loop = asyncio.get_running_loop()
+        session.timer = loop.call_later(delay + 0.001, self._feed, session, fl.Tick())
+
+    async def _execute(self, session: CallSession, commands: list[fl.Command]) -> None:
+        async with session.lock:
+            for command in commands:
+                try:
+                    await self._do(session, command)
+                except Exception:
+                    logger.exception("call %s: %s failed", session.call_id, command)
+
+    async def _do(self, s: CallSession, c: fl.Command) -> None:
+        sip = self.sip
+        assert sip is not None
+        if isinstance(c, fl.Answer):
+            await sip.answer(s.caller_leg, 200)
+            s.answered_at = utcnow()
+        elif isinstance(c, fl.StartRecording):
+            s.recording = self._recording_path(s)
+            s.recording.parent.mkdir(parents=True, exist_ok=True)
+            await sip.record(s.caller_leg, str(_leg_file(s.recording, "caller")))
+        elif isinstance(c, fl.Play):
+            prompt = self.settings.prompts[c.prompt]
+            await sip.play(s.caller_leg, prompt.path, c.loop)
+        elif isinstance(c, fl.StopPlay):
+            await sip.stop_play(s.caller_leg)
+        elif isinstance(c, fl.Enqueue):
+            s.queued_at = utcnow()
+            await self.queue.enqueue(s.call_id, self.settings.worker_id, s.incoming.caller, epoch_ms())
+        elif isinstance(c, fl.DialAgent):
+            s.agent_leg_offer = c.offer_id
+            s.agent_answered = False
+            s.agent_legs += 1
+            leg = f"out-{s.call_id}-{s.agent_legs}"
+            s.agent_leg = leg
+            self.by_leg[leg] = s
+            try:
+                await sip.dial(c.agent_uri, leg, {"X-Hotline-Call-Id": s.call_id})
+            except Exception as exc:
+                logger.warning("call %s: dialling %s failed: %s", s.call_id, c.agent_uri, exc)
+                self.by_leg.pop(leg, None)
+                s.agent_leg = None
+                self._feed(s, fl.AgentFailed(c.offer_id, "unreachable"))
+        elif isinstance(c, fl.HangupAgent):
+            if s.agent_leg is not None and s.agent_leg_offer == c.offer_id:
+                await sip.hangup(s.agent_leg, 487 if not s.agent_answered else 200)
+        elif isinstance(c, fl.Bridge):
+            assert s.agent_leg is not None
+            await sip.bridge(s.caller_leg, s.agent_leg)
+            if s.recording is not None:
+                await sip.record(s.agent_leg, str(_leg_file(s.recording, "agent")))
+            s.connected_at = utcnow()
+        elif isinstance(c, fl.ReportOfferAnswered):
+            await self.queue.offer_answered(OfferId(c.offer_id), epoch_ms())
+        elif isinstance(c, fl.ReportOfferFailed):
+            await self._report_failed(c.offer_id, c.reason)
+        elif isinstance(c, fl.Abandon):
+            await self.queue.abandon(s.call_id)
+        elif isinstance(c, fl.HangupCaller):
+            await sip.hangup(s.caller_leg, 200)
+        elif isinstance(c, fl.Finish):
+            await self._finish(s, c)
+
+    async def _report_failed(self, offer_id: str, reason: str) -> None:
+        await self.queue.offer_failed(OfferId(offer_id), epoch_ms(), reason)
+
+    def _recording_path(self, s: CallSession) -> Path:
+        d = s.started_at
+        return self.settings.recordings_dir / f"{d:%Y}" / f"{d:%m}" / f"{d:%d}" / f"{s.call_id}.wav"
+
+    async def _finish(self, s: CallSession, c: fl.Finish) -> None:
+        s.finished = True
+        if s.timer is not None:
+            s.timer.cancel()
+        self.sessions.pop(s.call_id, None)
+        recording = await self._close_recording(s)
+        record = CallRecord(
+            call_id=s.call_id,
+            caller=s.incoming.caller,
+            callee=s.incoming.callee,
+            worker_id=self.settings.worker_id,
+            started_at=s.started_at,
+            outcome=c.outcome,
+            answered_at=s.answered_at,
+            queued_at=s.queued_at,
+            connected_at=s.connected_at if c.outcome == Outcome.ANSWERED else None,
+            ended_at=utcnow(),
+            agent_id=AgentId(s.flow.agent_id) if s.flow.agent_id else None,
+            dtmf=s.flow.digits,
+            recording_path=recording,
+            hangup_by=c.hangup_by,
+            reason=c.reason,
+        )
+        logger.info("call %s ended: %s (by %s)", s.call_id, c.outcome.value, c.hangup_by)
+        if c.outcome == Outcome.ANSWERED:
+            with contextlib.suppress(Unavailable):
+                await self.queue.call_finished(s.call_id, epoch_ms())
+        await self._deliver(record)
+
+    async def _close_recording(self, s: CallSession) -> str | None:
+        """Stops the leg recorders and merges them into the stereo call recording."""
+        if s.recording is None:
+            return None
+        caller, agent = _leg_file(s.recording, "caller"), _leg_file(s.recording, "agent")
+        if self.sip is not None:
+            for path in (caller, agent):
+                with contextlib.suppress(Exception):
+                    await self.sip.stop_record(str(path))
+        if not caller.exists():
+            return None
+        try:
+            await asyncio.to_thread(merge_stereo, caller, agent if agent.exists() else None, s.recording)
+        except (OSError, ValueError) as exc:
+            # A full disk or a broken file never loses the call: the caller's file stays.
+            logger.error("call %s: stereo merge failed (%s); keeping %s", s.call_id, exc, caller)
+            return str(caller)
+        caller.unlink(missing_ok=True)
+        agent.unlink(missing_ok=True)
+        return str(s.recording)
+
+    async def _deliver(self, record: CallRecord) -> None:
+        """Publishes the call record; on failure it goes to the spool and is retried."""
+        try:
+            await self.bus.publish(ev.CALL_ENDED, record.to_dict())
+            await self.bus.untrack_call(self.settings.worker_id, record.call_id)
+        except Unavailable as exc:
+            logger.warning("call %s: record spooled (%s)", record.call_id, exc)
+            self._spool.parent.mkdir(parents=True, exist_ok=True)
+            with self._spool.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+
+    async def _spool_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            if not self._spool.exists():
+                continue
+            lines = self._spool.read_text(encoding="utf-8").splitlines()
+            sending = self._spool.with_suffix(".sending")
+            self._spool.rename(sending)
+            left: list[str] = []
+            for line in lines:
+                if not line.strip():
+                    continue
+                try:
+                    data = json.loads(line)
+                    await self.bus.publish(ev.CALL_ENDED, data)
+                    await self.bus.untrack_call(self.settings.worker_id, CallId(str(data["call_id"])))
+                except Unavailable:
+                    left.append(line)
+                except (ValueError, KeyError):
+                    logger.error("bad spool line dropped: %r", line)
+            if left:
+                with self._spool.open("a", encoding="utf-8") as f:
+                    f.write("\n".join(left) + "\n")
+            sending.unlink()
+
+    # ------------------------------------------------------------ heartbeat
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            try:
+                info = {"calls": len(self.sessions), "rejected": self.rejected, "pid": os.getpid()}
+                await self.bus.heartbeat(self.settings.worker_id, HEARTBEAT_TTL_MS, info)
+            except Unavailable as exc:
+                logger.warning("heartbeat: %s", exc)
+            await asyncio.sleep(HEARTBEAT_MS / 1000)
+
+
+def _leg_file(recording: Path, leg: str) -> Path:
+    return recording.with_name(f"{recording.stem}.{leg}.wav")
+
+
+def _failure_reason(code: int) -> str:
+    if code in (486, 600):
+        return "busy"
+    if code in (408, 480, 487):
+        return "no-answer"
+    if code in (603, 403):
+        return "rejected"
+    if code == 404:
+        return "not-registered"
+    return f"failed-{code}"

@@ -1,0 +1,35 @@
+"""Fixtures shared by every layer of tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import RedisServer, redis_server
+
+
+@pytest.fixture(scope="session")
+def redis_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the whole session (tests flush the database they use)."""
+    with redis_server(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_session: RedisServer) -> Iterator[str]:
+    """A clean database on the session's redis-server."""
+    import redis
+
+    client = redis.Redis.from_url(redis_session.url)
+    client.flushdb()
+    client.close()
+    yield redis_session.url
+
+
+@pytest.fixture
+def fresh_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own (for tests that stop or restart it)."""
+    with redis_server(tmp_path / "redis") as server:
+        yield server
