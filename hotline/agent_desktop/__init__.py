@@ -1,1 +1,1 @@
-"""hotline.agent_desktop."""
+"""hotline.agent_desktop: the agents' REST API (app.make_app), talking to services through ports."""

@@ -1,0 +1,238 @@
+"""The agent desktop REST API (aiohttp), on the ports only: CallQueue and TicketStore.
+
+Handlers parse, call a port, serialise. One middleware turns every failure into JSON
+{"error": "<stable id>", "message": ...}: DomainError with its own status, unknown routes 404,
+wrong methods 405, anything unexpected 500 (logged). The ticket store is synchronous, so it is
+called in a worker thread; the queue is async.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from hotline.agent_desktop.openapi import API_PREFIX, document
+from hotline.core.errors import DomainError, InvalidRequest, NoSuchAgent, NoSuchCall
+from hotline.core.model import Agent, AgentId, AgentState, CallId
+from hotline.core.ports import AgentStatus, CallQueue, TicketStore
+
+logger = logging.getLogger(__name__)
+
+QUEUE = web.AppKey[CallQueue]("queue")
+STORE = web.AppKey[TicketStore]("store")
+CLOCK_MS = web.AppKey[Callable[[], int]]("clock_ms")
+
+MAX_CALLS_LIMIT = 1000
+DEFAULT_CALLS_LIMIT = 100
+
+_T = TypeVar("_T")
+_dumps = functools.partial(json.dumps, ensure_ascii=False)
+
+
+def wall_clock_ms() -> int:
+    """Epoch milliseconds (what the queue records as agent state times)."""
+    return time.time_ns() // 1_000_000
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=_dumps)
+
+
+def _error(status: int, error_id: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    response = _json({"error": error_id, "message": message}, status=status)
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+_HTTP_ERROR_IDS = {400: "invalid-request", 404: "not-found", 405: "method-not-allowed", 413: "too-large"}
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Maps every failure to the JSON error shape of the API."""
+    try:
+        return await handler(request)
+    except DomainError as exc:
+        if exc.status >= 500:
+            logger.warning("%s %s failed: %s", request.method, request.path, exc.message)
+        return _error(exc.status, exc.error_id, exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return _error(exc.status, _HTTP_ERROR_IDS.get(exc.status, "http-error"), exc.reason, headers)
+    except Exception:
+        logger.exception("%s %s failed unexpectedly", request.method, request.path)
+        return _error(500, "internal", "internal error")
+
+
+async def _in_thread(call: Callable[..., _T], *args: Any) -> _T:
+    """Runs a (synchronous) TicketStore method off the event loop."""
+    return await asyncio.to_thread(call, *args)
+
+
+async def _optional_object(request: web.Request) -> dict[str, Any]:
+    """The JSON object in the body, {} without a body; InvalidRequest for anything else."""
+    if not request.body_exists:
+        return {}
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise InvalidRequest("body must be a JSON object")
+    return body
+
+
+def _agent_view(agent_id: AgentId, agent: Agent | None, status: AgentStatus) -> dict[str, Any]:
+    return {
+        "agent_id": agent_id,
+        "name": agent.name if agent else "",
+        "extension": agent.extension if agent else None,
+        "sip_uri": agent.sip_uri if agent else None,
+        "state": status.state.value,
+        "since_ms": status.since_ms,
+        "call_id": status.call_id,
+        "registered": agent is not None,
+    }
+
+
+def _known_to_queue(status: AgentStatus) -> bool:
+    return status.state is not AgentState.LOGGED_OUT or status.since_ms != 0
+
+
+# --- handlers ---------------------------------------------------------------------------
+
+
+async def health(request: web.Request) -> web.Response:
+    checks: dict[str, str] = {}
+    try:
+        await request.app[QUEUE].agents()
+        checks["queue"] = "ok"
+    except DomainError as exc:
+        checks["queue"] = f"{exc.error_id}: {exc.message}"
+    try:
+        await _in_thread(request.app[STORE].list_agents)
+        checks["store"] = "ok"
+    except DomainError as exc:
+        checks["store"] = f"{exc.error_id}: {exc.message}"
+    healthy = all(value == "ok" for value in checks.values())
+    return _json({"status": "ok" if healthy else "degraded", "checks": checks}, status=200 if healthy else 503)
+
+
+async def list_agents(request: web.Request) -> web.Response:
+    registry = await _in_thread(request.app[STORE].list_agents)
+    live = {status.agent_id: status for status in await request.app[QUEUE].agents()}
+    views = []
+    registered = {agent.agent_id: agent for agent in registry}
+    for agent_id in sorted(set(registered) | set(live)):
+        status = live.get(agent_id) or AgentStatus(agent_id, AgentState.LOGGED_OUT, 0)
+        views.append(_agent_view(agent_id, registered.get(agent_id), status))
+    return _json({"agents": views})
+
+
+async def get_agent(request: web.Request) -> web.Response:
+    agent_id = AgentId(request.match_info["agent_id"])
+    agent = await _in_thread(request.app[STORE].get_agent, agent_id)
+    status = await request.app[QUEUE].agent_status(agent_id)
+    if agent is None and not _known_to_queue(status):
+        raise NoSuchAgent(f"no agent {agent_id}")
+    return _json(_agent_view(agent_id, agent, status))
+
+
+async def login(request: web.Request) -> web.Response:
+    agent_id = AgentId(request.match_info["agent_id"])
+    await _optional_object(request)
+    agent = await _in_thread(request.app[STORE].get_agent, agent_id)
+    if agent is None:
+        raise NoSuchAgent(f"no agent {agent_id} in the registry")
+    status = await request.app[QUEUE].agent_login(agent, request.app[CLOCK_MS]())
+    logger.info("agent %s logged in (%s)", agent_id, status.state.value)
+    return _json(_agent_view(agent_id, agent, status))
+
+
+async def logout(request: web.Request) -> web.Response:
+    agent_id = AgentId(request.match_info["agent_id"])
+    body = await _optional_object(request)
+    reason = body.get("reason", "")
+    if not isinstance(reason, str):
+        raise InvalidRequest("reason must be a string")
+    agent = await _in_thread(request.app[STORE].get_agent, agent_id)
+    queue = request.app[QUEUE]
+    if agent is None and not _known_to_queue(await queue.agent_status(agent_id)):
+        raise NoSuchAgent(f"no agent {agent_id}")
+    status = await queue.agent_logout(agent_id, request.app[CLOCK_MS]())
+    logger.info("agent %s logged out (%s)", agent_id, reason or "no reason given")
+    return _json(_agent_view(agent_id, agent, status))
+
+
+async def get_queue(request: web.Request) -> web.Response:
+    waiting = await request.app[QUEUE].waiting()
+    items = [
+        {
+            "call_id": call.call_id,
+            "worker_id": call.worker_id,
+            "caller": call.caller,
+            "arrival_ms": call.arrival_ms,
+            "position": call.position,
+            "offered_to": call.offered_to,
+        }
+        for call in waiting
+    ]
+    return _json({"waiting": items, "count": len(items)})
+
+
+async def list_calls(request: web.Request) -> web.Response:
+    raw = request.query.get("limit", str(DEFAULT_CALLS_LIMIT))
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise InvalidRequest(f"limit must be an integer, got {raw!r}") from None
+    if not 1 <= limit <= MAX_CALLS_LIMIT:
+        raise InvalidRequest(f"limit must be between 1 and {MAX_CALLS_LIMIT}, got {limit}")
+    records = await _in_thread(request.app[STORE].list_calls, limit)
+    return _json({"calls": [record.to_dict() for record in records]})
+
+
+async def get_call(request: web.Request) -> web.Response:
+    call_id = CallId(request.match_info["call_id"])
+    record = await _in_thread(request.app[STORE].get_call, call_id)
+    if record is None:
+        raise NoSuchCall(f"no call {call_id}")
+    return _json(record.to_dict())
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return _json(document())
+
+
+def make_app(queue: CallQueue, store: TicketStore, *, clock_ms: Callable[[], int] = wall_clock_ms) -> web.Application:
+    """The API application; the caller owns (and closes) the queue's client and the store."""
+    app = web.Application(middlewares=[error_middleware])
+    app[QUEUE] = queue
+    app[STORE] = store
+    app[CLOCK_MS] = clock_ms
+    p = API_PREFIX
+    app.router.add_get(f"{p}/health", health)
+    app.router.add_get(f"{p}/agents", list_agents)
+    app.router.add_get(f"{p}/agents/{{agent_id}}", get_agent)
+    app.router.add_post(f"{p}/agents/{{agent_id}}/login", login)
+    app.router.add_post(f"{p}/agents/{{agent_id}}/logout", logout)
+    app.router.add_get(f"{p}/queue", get_queue)
+    app.router.add_get(f"{p}/calls", list_calls)
+    app.router.add_get(f"{p}/calls/{{call_id}}", get_call)
+    app.router.add_get(f"{p}/openapi.json", openapi)
+    return app

@@ -1,0 +1,226 @@
+"""The OpenAPI 3.0 document of the agent desktop REST API (tests check it against the router)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+API_PREFIX = "/api/v1"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    text = {
+        400: "invalid-request: malformed JSON or parameter",
+        404: "no-such-agent / no-such-call",
+        409: "conflict: the change is not possible in the current state",
+        503: "unavailable: Redis or the ticket store is not reachable",
+    }
+    return {str(status): _json(_ref("Error"), text[status]) for status in statuses}
+
+
+_AGENT_ID = {"name": "agent_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_CALL_ID = {"name": "call_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_NULLABLE_STRING = {"type": "string", "nullable": True}
+_NULLABLE_TIME = {"type": "string", "format": "date-time", "nullable": True}
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error", "message"],
+        "properties": {
+            "error": {"type": "string", "description": "stable id, e.g. no-such-agent"},
+            "message": {"type": "string"},
+        },
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status", "checks"],
+        "properties": {
+            "status": {"type": "string", "enum": ["ok", "degraded"]},
+            "checks": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    },
+    "Agent": {
+        "type": "object",
+        "required": ["agent_id", "state", "since_ms", "registered"],
+        "properties": {
+            "agent_id": {"type": "string"},
+            "name": {"type": "string"},
+            "extension": _NULLABLE_STRING,
+            "sip_uri": _NULLABLE_STRING,
+            "state": {"type": "string", "enum": ["logged_out", "available", "reserved", "on_call"]},
+            "since_ms": {"type": "integer", "description": "epoch ms the agent entered the state"},
+            "call_id": _NULLABLE_STRING,
+            "registered": {"type": "boolean", "description": "present in the agent registry"},
+        },
+    },
+    "AgentList": {
+        "type": "object",
+        "required": ["agents"],
+        "properties": {"agents": {"type": "array", "items": _ref("Agent")}},
+    },
+    "LogoutRequest": {
+        "type": "object",
+        "properties": {"reason": {"type": "string", "description": "why (logged only)"}},
+    },
+    "WaitingCall": {
+        "type": "object",
+        "required": ["call_id", "worker_id", "caller", "arrival_ms", "position"],
+        "properties": {
+            "call_id": {"type": "string"},
+            "worker_id": {"type": "string"},
+            "caller": {"type": "string"},
+            "arrival_ms": {"type": "integer"},
+            "position": {"type": "integer", "minimum": 1},
+            "offered_to": _NULLABLE_STRING,
+        },
+    },
+    "Queue": {
+        "type": "object",
+        "required": ["waiting", "count"],
+        "properties": {
+            "waiting": {"type": "array", "items": _ref("WaitingCall")},
+            "count": {"type": "integer"},
+        },
+    },
+    "CallRecord": {
+        "type": "object",
+        "required": ["call_id", "caller", "callee", "worker_id", "started_at", "outcome"],
+        "properties": {
+            "call_id": {"type": "string"},
+            "caller": {"type": "string"},
+            "callee": {"type": "string"},
+            "worker_id": {"type": "string"},
+            "started_at": {"type": "string", "format": "date-time"},
+            "outcome": {
+                "type": "string",
+                "enum": ["answered", "abandoned_in_queue", "abandoned_in_greeting", "failed", "rejected"],
+            },
+            "answered_at": _NULLABLE_TIME,
+            "queued_at": _NULLABLE_TIME,
+            "connected_at": _NULLABLE_TIME,
+            "ended_at": _NULLABLE_TIME,
+            "agent_id": _NULLABLE_STRING,
+            "dtmf": {"type": "string"},
+            "recording_path": _NULLABLE_STRING,
+            "hangup_by": _NULLABLE_STRING,
+            "reason": {"type": "string"},
+        },
+    },
+    "CallList": {
+        "type": "object",
+        "required": ["calls"],
+        "properties": {"calls": {"type": "array", "items": _ref("CallRecord")}},
+    },
+}
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI document; paths are absolute (they include API_PREFIX)."""
+    p = API_PREFIX
+    paths: dict[str, Any] = {
+        f"{p}/health": {
+            "get": {
+                "summary": "Liveness and reachability of Redis and the ticket store",
+                "operationId": "health",
+                "responses": {
+                    "200": _json(_ref("Health"), "all dependencies reachable"),
+                    "503": _json(_ref("Health"), "a dependency is not reachable"),
+                },
+            }
+        },
+        f"{p}/agents": {
+            "get": {
+                "summary": "Registered agents with their live queue state",
+                "operationId": "listAgents",
+                "responses": {"200": _json(_ref("AgentList"), "agents by id"), **_errors(503)},
+            }
+        },
+        f"{p}/agents/{{agent_id}}": {
+            "get": {
+                "summary": "One agent with its live queue state",
+                "operationId": "getAgent",
+                "parameters": [_AGENT_ID],
+                "responses": {"200": _json(_ref("Agent"), "the agent"), **_errors(404, 503)},
+            }
+        },
+        f"{p}/agents/{{agent_id}}/login": {
+            "post": {
+                "summary": "Log the agent in (idempotent: a logged-in agent keeps his state)",
+                "operationId": "loginAgent",
+                "parameters": [_AGENT_ID],
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "responses": {"200": _json(_ref("Agent"), "the agent"), **_errors(400, 404, 503)},
+            }
+        },
+        f"{p}/agents/{{agent_id}}/logout": {
+            "post": {
+                "summary": "Log the agent out; a call offered to him goes back to its place",
+                "operationId": "logoutAgent",
+                "parameters": [_AGENT_ID],
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": _ref("LogoutRequest")}},
+                },
+                "responses": {"200": _json(_ref("Agent"), "the agent"), **_errors(400, 404, 409, 503)},
+            }
+        },
+        f"{p}/queue": {
+            "get": {
+                "summary": "Calls waiting for an agent, in the order they will be offered",
+                "operationId": "getQueue",
+                "responses": {"200": _json(_ref("Queue"), "the waiting calls"), **_errors(503)},
+            }
+        },
+        f"{p}/calls": {
+            "get": {
+                "summary": "Records of finished calls, newest first",
+                "operationId": "listCalls",
+                "parameters": [
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                    }
+                ],
+                "responses": {"200": _json(_ref("CallList"), "call records"), **_errors(400, 503)},
+            }
+        },
+        f"{p}/calls/{{call_id}}": {
+            "get": {
+                "summary": "The record of one call",
+                "operationId": "getCall",
+                "parameters": [_CALL_ID],
+                "responses": {"200": _json(_ref("CallRecord"), "the record"), **_errors(404, 503)},
+            }
+        },
+        f"{p}/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "operationId": "openapi",
+                "responses": {"200": _json({"type": "object"}, "OpenAPI 3.0 document")},
+            }
+        },
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "hotline agent desktop API",
+            "version": "1.0.0",
+            "description": "Agents, queue and call records of a 12345 hotline. Errors are "
+            '{"error": "<stable id>", "message": "..."}.',
+        },
+        "paths": paths,
+        "components": {"schemas": _SCHEMAS},
+    }

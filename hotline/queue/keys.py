@@ -1,0 +1,107 @@
+"""Every Redis key name hotline uses, spelled once.
+
+Key layout (prefix defaults to "hotline"):
+
+ACD state of one queue; the queue name is a hash tag, so all keys of a queue share one Redis
+Cluster slot and a Lua script may touch them together:
+
+    {p}:acd:{<queue>}:waiting     ZSET  call_id -> arrival ms (FIFO; ties ordered by call id)
+    {p}:acd:{<queue>}:calls       HASH  call_id -> JSON entry (waiting or offered)
+    {p}:acd:{<queue>}:offers      HASH  offer_id -> JSON offer
+    {p}:acd:{<queue>}:leases      ZSET  offer_id -> lease expiry ms
+    {p}:acd:{<queue>}:agents      HASH  agent_id -> JSON agent state
+    {p}:acd:{<queue>}:available   ZSET  agent_id -> idle-since ms (longest idle first)
+    {p}:acd:{<queue>}:oncall      HASH  call_id -> agent_id (answered calls)
+    {p}:acd:{<queue>}:offer-seq   STRING counter making offer ids unique
+
+Bus between workers and the control plane:
+
+    {p}:events                    STREAM worker -> control plane
+    {p}:workers                   SET    worker ids ever seen (until forgotten)
+    {p}:worker:<id>:commands      STREAM control plane -> that worker
+    {p}:worker:<id>:alive         STRING heartbeat (JSON info), expires with PX
+    {p}:worker:<id>:calls         HASH   call_id -> JSON info of the worker's live calls
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hotline.core.errors import InvalidRequest
+
+DEFAULT_PREFIX = "hotline"
+DEFAULT_QUEUE = "default"
+
+
+def _check_part(kind: str, value: str) -> str:
+    # A brace would break the Cluster hash tag; whitespace is always a mistake in an id.
+    if not value or any(ch in value for ch in "{}") or any(ch.isspace() for ch in value):
+        raise InvalidRequest(f"invalid {kind} for a Redis key: {value!r}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AcdKeys:
+    """The keys of one ACD queue, in the order the Lua scripts expect them (see KEYS)."""
+
+    waiting: str
+    calls: str
+    offers: str
+    leases: str
+    agents: str
+    available: str
+    oncall: str
+    offer_seq: str
+
+    def all(self) -> list[str]:
+        """Every key, in the fixed order every script in hotline/queue/lua/ indexes KEYS by."""
+        return [
+            self.waiting,
+            self.calls,
+            self.offers,
+            self.leases,
+            self.agents,
+            self.available,
+            self.oncall,
+            self.offer_seq,
+        ]
+
+
+def acd(prefix: str = DEFAULT_PREFIX, queue: str = DEFAULT_QUEUE) -> AcdKeys:
+    """The keys of the ACD queue `queue`."""
+    base = f"{_check_part('prefix', prefix)}:acd:{{{_check_part('queue', queue)}}}"
+    return AcdKeys(
+        waiting=f"{base}:waiting",
+        calls=f"{base}:calls",
+        offers=f"{base}:offers",
+        leases=f"{base}:leases",
+        agents=f"{base}:agents",
+        available=f"{base}:available",
+        oncall=f"{base}:oncall",
+        offer_seq=f"{base}:offer-seq",
+    )
+
+
+def events(prefix: str = DEFAULT_PREFIX) -> str:
+    """The stream of events from workers to the control plane."""
+    return f"{_check_part('prefix', prefix)}:events"
+
+
+def workers(prefix: str = DEFAULT_PREFIX) -> str:
+    """The set of known worker ids."""
+    return f"{_check_part('prefix', prefix)}:workers"
+
+
+def worker_commands(worker_id: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The stream of commands to one worker."""
+    return f"{_check_part('prefix', prefix)}:worker:{_check_part('worker id', worker_id)}:commands"
+
+
+def worker_alive(worker_id: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The heartbeat key of one worker (expires when the worker stops beating)."""
+    return f"{_check_part('prefix', prefix)}:worker:{_check_part('worker id', worker_id)}:alive"
+
+
+def worker_calls(worker_id: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The hash of one worker's live calls."""
+    return f"{_check_part('prefix', prefix)}:worker:{_check_part('worker id', worker_id)}:calls"

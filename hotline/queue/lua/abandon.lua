@@ -1,0 +1,21 @@
+-- ARGV: call_id. Removes a waiting or offered entry; returns 1 if it was there, else 0.
+-- A reserved agent gets his earlier state back (same since and idle-since): the call he was
+-- offered vanished, so he keeps his turn among idle agents.
+local call_id = ARGV[1]
+local entry = get_json(K_CALLS, call_id)
+redis.call('ZREM', K_WAITING, call_id)
+if entry == nil then
+  return 0
+end
+redis.call('HDEL', K_CALLS, call_id)
+if entry.state == 'offered' and entry.offer_id then
+  local offer = get_json(K_OFFERS, entry.offer_id)
+  if offer then
+    drop_offer(offer)
+    local agent = get_json(K_AGENTS, offer.agent_id)
+    if holds(agent, offer) then
+      make_available(agent, agent.prev_since_ms or agent.idle_since_ms, agent.idle_since_ms)
+    end
+  end
+end
+return 1

@@ -1,0 +1,22 @@
+-- ARGV: call_id, worker_id, caller, arrival_ms. Returns the 1-based position, or 0 when the
+-- call is already offered or answered (a retried enqueue must not queue it a second time).
+local call_id = ARGV[1]
+local entry = get_json(K_CALLS, call_id)
+if entry == nil then
+  if redis.call('HEXISTS', K_ONCALL, call_id) == 1 then
+    return 0
+  end
+  entry = {
+    call_id = call_id,
+    worker_id = ARGV[2],
+    caller = ARGV[3],
+    arrival_ms = tonumber(ARGV[4]),
+    state = 'waiting',
+    attempts = 0,
+  }
+  put_json(K_CALLS, call_id, entry)
+  redis.call('ZADD', K_WAITING, ARGV[4], call_id)
+elseif entry.state ~= 'waiting' then
+  return 0
+end
+return redis.call('ZRANK', K_WAITING, call_id) + 1
