@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import shutil
 import socket
 import subprocess
@@ -11,12 +12,24 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
+_rng = random.Random()
+
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port free on 127.0.0.1 for TCP (default) or UDP."""
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port free on 127.0.0.1 for TCP (default) or UDP.
+
+    Picked in 10000-29999, below Linux's ephemeral range (32768+): a port from bind(0) is an
+    ephemeral one, which any other socket bound to port 0 (an RTP port, a client) may take
+    before the program we hand it to binds it."""
+    for _ in range(200):
+        port = _rng.randrange(10000, 30000)
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 10000-29999")
 
 
 def free_udp_tcp_port() -> int:

@@ -158,7 +158,10 @@ class Control:
                     logger.error("malformed call record %s dropped: %s", entry_id, exc)
                 else:
                     try:
-                        await asyncio.to_thread(self.store.save_call, record)
+                        if data.get("only_if_new") and await asyncio.to_thread(self.store.get_call, record.call_id):
+                            pass  # a record of the real end exists: keep it
+                        else:
+                            await asyncio.to_thread(self.store.save_call, record)
                     except Unavailable:
                         raise  # not acknowledged: delivered again once the store is back
                     except DomainError as exc:

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from hotline.core import events as ev
 from hotline.core.errors import Unavailable
-from hotline.core.model import AgentId, CallId, CallRecord, OfferId, Outcome, WorkerId, utcnow
+from hotline.core.model import AgentId, CallId, CallRecord, OfferId, Outcome, WorkerId, from_iso, utcnow
 from hotline.core.ports import CallQueue
 from hotline.ivr import flow as fl
 from hotline.recordings.stereo import merge_stereo
@@ -69,6 +69,7 @@ class WorkerBus(Protocol):
     ) -> list[tuple[str, str, dict[str, Any]]]: ...
     async def heartbeat(self, worker_id: WorkerId, ttl_ms: int, info: dict[str, Any]) -> None: ...
     async def track_call(self, worker_id: WorkerId, call_id: CallId, info: dict[str, Any]) -> None: ...
+    async def tracked_calls(self, worker_id: WorkerId) -> dict[CallId, dict[str, Any]]: ...
     async def untrack_call(self, worker_id: WorkerId, call_id: CallId) -> None: ...
 
 
@@ -148,6 +149,7 @@ class Worker:
     async def run(self) -> None:
         """Heartbeat, command reader and spool flusher until stop()."""
         self.settings.spool_dir.mkdir(parents=True, exist_ok=True)
+        await self.close_stale_calls()
         loops = [
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
             asyncio.create_task(self._command_loop(), name="commands"),
@@ -162,6 +164,40 @@ class Worker:
 
     def stop(self) -> None:
         self._stop.set()
+
+    async def close_stale_calls(self) -> int:
+        """Closes, as failed, the calls this worker id had when it last died.
+
+        A supervisor restarts a killed worker within seconds under the same id, possibly before
+        its heartbeat expires, so the control plane may never see it dead: the new incarnation
+        settles what the old one left (its records, queue entries and agents)."""
+        try:
+            stale = await self.bus.tracked_calls(self.settings.worker_id)
+        except Unavailable as exc:
+            logger.warning("cannot read stale calls: %s", exc)
+            return 0
+        for call_id, info in stale.items():
+            if CallId(call_id) in self.sessions:
+                continue
+            started = from_iso(str(info.get("started_at") or "")) or utcnow()
+            record = CallRecord(
+                call_id=CallId(call_id),
+                caller=str(info.get("caller", "")),
+                callee=str(info.get("callee", "")),
+                worker_id=self.settings.worker_id,
+                started_at=started,
+                outcome=Outcome.FAILED,
+                ended_at=utcnow(),
+                hangup_by="system",
+                reason="worker died",
+            )
+            with contextlib.suppress(Unavailable):
+                await self.queue.abandon(CallId(call_id))
+                await self.queue.call_finished(CallId(call_id), epoch_ms())
+            await self._deliver(record, only_if_new=True)
+        if stale:
+            logger.error("closed %d calls left by this worker's previous run", len(stale))
+        return len(stale)
 
     async def shutdown_calls(self) -> None:
         """Ends every live call with a record before the endpoint goes (worker stopping)."""
@@ -375,7 +411,11 @@ class Worker:
                 await sip.record(s.agent_leg, str(_leg_file(s.recording, "agent")))
             s.connected_at = utcnow()
         elif isinstance(c, fl.ReportOfferAnswered):
-            await self.queue.offer_answered(OfferId(c.offer_id), epoch_ms())
+            if not await self.queue.offer_answered(OfferId(c.offer_id), epoch_ms()):
+                # The offer's lease ran out (the call went back to the queue) although the
+                # agent answered: the call is being served, so it leaves the queue again.
+                logger.error("call %s: offer %s answered after its lease", s.call_id, c.offer_id)
+                await self.queue.abandon(s.call_id)
         elif isinstance(c, fl.ReportOfferFailed):
             await self._report_failed(c.offer_id, c.reason)
         elif isinstance(c, fl.Abandon):
@@ -442,10 +482,16 @@ class Worker:
         agent.unlink(missing_ok=True)
         return str(s.recording)
 
-    async def _deliver(self, record: CallRecord) -> None:
-        """Publishes the call record; on failure it goes to the spool and is retried."""
+    async def _deliver(self, record: CallRecord, only_if_new: bool = False) -> None:
+        """Publishes the call record; on failure it goes to the spool and is retried.
+
+        only_if_new: the ticket writer keeps an existing record of that call (a real end beats
+        a "failed" guessed after a crash)."""
+        data = record.to_dict()
+        if only_if_new:
+            data["only_if_new"] = True
         try:
-            await self.bus.publish(ev.CALL_ENDED, record.to_dict())
+            await self.bus.publish(ev.CALL_ENDED, data)
             await self.bus.untrack_call(self.settings.worker_id, record.call_id)
         except Unavailable as exc:
             logger.warning("call %s: record spooled (%s)", record.call_id, exc)
