@@ -194,7 +194,7 @@ class Worker:
             with contextlib.suppress(Unavailable):
                 await self.queue.abandon(CallId(call_id))
                 await self.queue.call_finished(CallId(call_id), epoch_ms())
-            await self._deliver(record, only_if_new=True)
+            await self.deliver(record, only_if_new=True)
         if stale:
             logger.error("closed %d calls left by this worker's previous run", len(stale))
         return len(stale)
@@ -459,7 +459,7 @@ class Worker:
         if c.outcome == Outcome.ANSWERED:
             with contextlib.suppress(Unavailable):
                 await self.queue.call_finished(s.call_id, epoch_ms())
-        await self._deliver(record)
+        await self.deliver(record)
 
     async def _close_recording(self, s: CallSession) -> str | None:
         """Stops the leg recorders and merges them into the stereo call recording."""
@@ -482,7 +482,7 @@ class Worker:
         agent.unlink(missing_ok=True)
         return str(s.recording)
 
-    async def _deliver(self, record: CallRecord, only_if_new: bool = False) -> None:
+    async def deliver(self, record: CallRecord, only_if_new: bool = False) -> None:
         """Publishes the call record; on failure it goes to the spool and is retried.
 
         only_if_new: the ticket writer keeps an existing record of that call (a real end beats
@@ -504,27 +504,40 @@ class Worker:
     async def _spool_loop(self) -> None:
         while True:
             await asyncio.sleep(1.0)
-            if not self._spool.exists():
-                continue
-            lines = self._spool.read_text(encoding="utf-8").splitlines()
-            sending = self._spool.with_suffix(".sending")
-            self._spool.rename(sending)
-            left: list[str] = []
-            for line in lines:
-                if not line.strip():
-                    continue
+            await self.flush_spool()
+
+    async def flush_spool(self) -> int:
+        """Sends spooled records in order; returns how many were sent.
+
+        Crash-safe: records are sent from the top of the file, then exactly the sent lines are
+        dropped in one synchronous step (deliver() only ever appends at the end, and nothing
+        else runs between the re-read and the replace). A crash between sending and dropping
+        sends a record twice, which the ticket writer absorbs (idempotent by call id)."""
+        if not self._spool.exists():
+            return 0
+        lines = self._spool.read_text(encoding="utf-8").splitlines()
+        sent = 0
+        for line in lines:
+            if line.strip():
                 try:
                     data = json.loads(line)
                     await self.bus.publish(ev.CALL_ENDED, data)
-                    await self.bus.untrack_call(self.settings.worker_id, CallId(str(data["call_id"])))
+                    with contextlib.suppress(Unavailable):
+                        await self.bus.untrack_call(self.settings.worker_id, CallId(str(data["call_id"])))
                 except Unavailable:
-                    left.append(line)
+                    break
                 except (ValueError, KeyError):
                     logger.error("bad spool line dropped: %r", line)
-            if left:
-                with self._spool.open("a", encoding="utf-8") as f:
-                    f.write("\n".join(left) + "\n")
-            sending.unlink()
+            sent += 1
+        if sent:
+            rest = self._spool.read_text(encoding="utf-8").splitlines()[sent:]
+            if rest:
+                tmp = self._spool.with_suffix(".tmp")
+                tmp.write_text("\n".join(rest) + "\n", encoding="utf-8")
+                tmp.replace(self._spool)
+            else:
+                self._spool.unlink()
+        return sent
 
     # ------------------------------------------------------------ heartbeat
     async def _heartbeat_loop(self) -> None:

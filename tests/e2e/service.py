@@ -191,5 +191,25 @@ class Service:
         status, body = self.request("POST", f"/agents/{agent_id}/login")
         assert status == 200, body
 
+    def redis_pid(self) -> int | None:
+        """The embedded redis-server's pid, as it reports it (INFO server), or None if down."""
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(1)
+                sock.connect(str(self.data / "redis" / "redis.sock"))
+                sock.sendall(b"INFO server\r\n")
+                data = b""
+                while b"process_id:" not in data or not data.endswith(b"\r\n"):
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+        except OSError:
+            return None
+        for line in data.decode(errors="replace").splitlines():
+            if line.startswith("process_id:"):
+                return int(line.split(":", 1)[1])
+        return None
+
     def worker_pids(self) -> dict[str, int]:
         return {w: int(info["pid"]) for w, info in self.alive_workers().items()}

@@ -280,3 +280,33 @@ def test_twenty_concurrent_calls_two_workers(
 def _n_tickets(svc: Service, n: int) -> list[dict[str, Any]] | None:
     tickets = [t for t in svc.tickets() if t["caller"].startswith("1550000")]
     return tickets if len(tickets) >= n else None
+
+
+def test_redis_killed_mid_call_loses_nothing(
+    service: Service, tmp_path: Path, caller_speech: Path, agent_clip: Path
+) -> None:
+    """SIGKILL the embedded redis-server while a caller talks to an agent: the supervisor
+    restarts it (AOF on), the call goes on, and it still ends as a ticket."""
+    agent = agent_for(service, tmp_path, agent_clip)
+    cwd = tmp_path / "redis"
+    cwd.mkdir()
+    scenario = write_caller_scenario(
+        cwd / "call.xml", caller_number="13500000006", speech=caller_speech, speech_loops=-1, digits="1", talk_ms=12000
+    )
+    try:
+        with start_sipp(scenario, ("127.0.0.1", service.sip_port), free_port(2), free_port(2), cwd, timeout_s=90) as sp:
+            until(lambda: agent.calls_answered(), timeout=20)
+            pid = service.redis_pid()
+            os.kill(pid, signal.SIGKILL)
+            until(lambda: service.redis_pid() not in (None, pid), timeout=20)
+            result = sp.wait()
+            assert result.returncode == 0
+        ticket = service.ticket(lambda t: t["caller"] == "13500000006", timeout=40)
+    finally:
+        agent.stop()
+    assert ticket["outcome"] == "answered", ticket
+    assert ticket["agent_id"] == "1001"
+    assert Path(ticket["recording_path"]).is_file()
+    # The service is whole again: a new call is queued and ticketed.
+    call(service, tmp_path / "after", "after", caller_number="13500000007", talk_ms=1500)
+    assert service.ticket(lambda t: t["caller"] == "13500000007")["outcome"] == "abandoned_in_greeting"
