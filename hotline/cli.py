@@ -384,7 +384,42 @@ def agents_cmd(config: Config, args: argparse.Namespace) -> int:
         store.close()
 
 
+def deadline_cmd(config: Config, args: argparse.Namespace) -> int:
+    from hotline.tickets.deadline import deadline_report, parse_local
+    from hotline.tickets.policy import load_policies
+    from hotline.tickets.workdays import WorkCalendar
+
+    policies = load_policies(Path(config.policies_dir))
+    if args.policy not in policies:
+        raise InvalidRequest(f"no policy {args.policy!r}; known: {', '.join(sorted(policies))}")
+    report = deadline_report(
+        policies[args.policy],
+        WorkCalendar(),
+        args.kind,
+        args.stage,
+        parse_local(args.start),
+        provincial=args.provincial,
+    )
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+    else:
+        print(report["text"])
+        print(f"deadline:     {report['deadline']}")
+        print(f"yellow light: {report['yellow_light'] or '-'}")
+        print(f"red light:    {report['red_light'] or '-'}")
+    return 0
+
+
+def intake_cmd(config: Config, args: argparse.Namespace) -> int:
+    from hotline.asr.intake_cli import intake_json
+
+    print(json.dumps(intake_json(args.text, config.intake_lexicon, config.knowledge_dir), ensure_ascii=False, indent=2))
+    return 0
+
+
 def tickets_cmd(config: Config, args: argparse.Namespace) -> int:
+    if args.tickets_cmd == "deadline":
+        return deadline_cmd(config, args)
     from hotline.tickets.export import call_record_json, render_calls_table
 
     store = open_store(config)
@@ -423,6 +458,17 @@ def parser() -> argparse.ArgumentParser:
     tl = tsub.add_parser("list")
     tl.add_argument("--json", action="store_true")
     tl.add_argument("--limit", type=int, default=100)
+    td = tsub.add_parser("deadline", help="deadline and yellow/red light times under a city's policy")
+    td.add_argument("--policy", required=True, help="policy name (config/policy/<name>.yaml)")
+    td.add_argument("--kind", required=True, help="咨询/求助/投诉/举报/意见建议/表扬 (or consultation, help, ...)")
+    td.add_argument(
+        "--stage", required=True, help="dispatch, handle, return, extension, redo, emergency-... (or 转办 ...)"
+    )
+    td.add_argument("--start", required=True, help='"2025-09-30 10:00" (Asia/Shanghai) or ISO time with offset')
+    td.add_argument("--provincial", action="store_true", help="a provincial ticket (省级工单)")
+    td.add_argument("--json", action="store_true")
+    i = sub.add_parser("intake", help="transcript -> ticket draft (kind, place, urgency, ...) as JSON")
+    i.add_argument("text")
     return p
 
 
@@ -450,6 +496,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return agents_cmd(config, args)
         if args.cmd == "tickets":
             return tickets_cmd(config, args)
+        if args.cmd == "intake":
+            return intake_cmd(config, args)
     except DomainError as exc:
         print(f"hotline {args.cmd}: {exc.message}", file=sys.stderr)
         return 1

@@ -56,6 +56,9 @@ class Config:
     redis_prefix: str = "hotline"
     tickets_url: str = dataclasses.field(default="", repr=False)  # "" = sqlite under data_dir
     prompts_dir: str = "config/prompts/zh-CN"
+    policies_dir: str = "config/policy"  # per-city ticket policies (<name>.yaml)
+    intake_lexicon: str = "config/intake/zh-CN.yaml"
+    knowledge_dir: str = "config/knowledge"
     log_level: str = "INFO"
     sip: SipConfig = dataclasses.field(default_factory=SipConfig)
     kamailio: KamailioConfig = dataclasses.field(default_factory=KamailioConfig)

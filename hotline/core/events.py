@@ -15,6 +15,7 @@ CALL_QUEUED = "call.queued"  # data: call_id, queued_at
 OFFER_ANSWERED = "offer.answered"  # data: call_id, agent_id, offer_id
 OFFER_FAILED = "offer.failed"  # data: call_id, agent_id, offer_id, reason
 CALL_ENDED = "call.ended"  # data: CallRecord.to_dict()
+AGENT_AUTOPAUSED = "agent.autopaused"  # data: agent_id, reason, call_id
 
 # control plane -> worker (stream keys.worker_commands(worker_id))
 CMD_OFFER = "offer"  # data: call_id, agent_id, offer_id, agent_uri, ring_timeout_s

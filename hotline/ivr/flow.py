@@ -145,6 +145,7 @@ class ReportOfferAnswered:
 class ReportOfferFailed:
     offer_id: str
     reason: str
+    agent_id: str = ""  # set when the agent's side failed (no answer, busy, not registered ...)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -286,7 +287,7 @@ class CallFlow:
             offer = self.offer
             self._clear_offer()
             self.phase = Phase.WAITING
-            out += [HangupAgent(offer.offer_id), ReportOfferFailed(offer.offer_id, "no-answer")]
+            out += [HangupAgent(offer.offer_id), ReportOfferFailed(offer.offer_id, "no-answer", offer.agent_id)]
         return out
 
     def _greeting_over(self) -> list[Command]:
@@ -341,9 +342,11 @@ class CallFlow:
         assert isinstance(event, AgentFailed)
         if not self._is_current(event.offer_id):
             return []
+        assert self.offer is not None
+        agent_id = self.offer.agent_id
         self._clear_offer()
         self.phase = Phase.WAITING
-        return [ReportOfferFailed(event.offer_id, event.reason)]
+        return [ReportOfferFailed(event.offer_id, event.reason, agent_id)]
 
     def _on_agent_failed_hangup(self, event: Event, now: float) -> list[Command]:
         assert isinstance(event, AgentHungUp)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hotline.core import events as ev
-from hotline.core.errors import Unavailable
+from hotline.core.errors import Conflict, Unavailable
 from hotline.core.model import AgentId, CallId, CallRecord, OfferId, Outcome, WorkerId, from_iso, utcnow
 from hotline.core.ports import CallQueue
 from hotline.ivr import flow as fl
@@ -417,6 +417,10 @@ class Worker:
                 logger.error("call %s: offer %s answered after its lease", s.call_id, c.offer_id)
                 await self.queue.abandon(s.call_id)
         elif isinstance(c, fl.ReportOfferFailed):
+            if c.agent_id:
+                # First, or the dispatcher could offer the call to the same agent again in the
+                # instant between the two (logging out a reserved agent also requeues the call).
+                await self._autopause(AgentId(c.agent_id), c.reason, s.call_id)
             await self._report_failed(c.offer_id, c.reason)
         elif isinstance(c, fl.Abandon):
             await self.queue.abandon(s.call_id)
@@ -427,6 +431,17 @@ class Worker:
 
     async def _report_failed(self, offer_id: str, reason: str) -> None:
         await self.queue.offer_failed(OfferId(offer_id), epoch_ms(), reason)
+
+    async def _autopause(self, agent_id: AgentId, reason: str, call_id: CallId) -> None:
+        """An agent whose phone failed to take an offer (no answer, busy, not registered,
+        rejected) is taken out of rotation, like Asterisk's autopause: offered again at once,
+        a lone agent would loop forever. The minimal queue has no pause state yet, so the agent
+        is logged out; the reason is logged and published, and the agent logs in again."""
+        logger.warning("agent %s taken out of rotation: %s (call %s)", agent_id, reason, call_id)
+        with contextlib.suppress(Conflict):  # on a call meanwhile: nothing to pause
+            await self.queue.agent_logout(agent_id, epoch_ms())
+        with contextlib.suppress(Unavailable):
+            await self.bus.publish(ev.AGENT_AUTOPAUSED, {"agent_id": agent_id, "reason": reason, "call_id": call_id})
 
     def _recording_path(self, s: CallSession) -> Path:
         d = s.started_at

@@ -72,7 +72,7 @@ def test_ring_no_answer_reports_failure_and_keeps_waiting() -> None:
     flow.handle(OFFER, 8.0)
     assert flow.handle(fl.Tick(), 27.9) == []
     out = flow.handle(fl.Tick(), 28.0)
-    assert out == [fl.HangupAgent("o1"), fl.ReportOfferFailed("o1", "no-answer")]
+    assert out == [fl.HangupAgent("o1"), fl.ReportOfferFailed("o1", "no-answer", "1001")]
     assert flow.phase == fl.Phase.WAITING
     # The late hang-up of the cancelled leg changes nothing.
     assert flow.handle(fl.AgentFailed("o1", "no-answer"), 28.1) == []
@@ -86,7 +86,7 @@ def test_ring_no_answer_reports_failure_and_keeps_waiting() -> None:
 def test_busy_agent_reports_failure() -> None:
     flow = started()
     flow.handle(OFFER, 1.0)
-    assert flow.handle(fl.AgentFailed("o1", "busy"), 1.5) == [fl.ReportOfferFailed("o1", "busy")]
+    assert flow.handle(fl.AgentFailed("o1", "busy"), 1.5) == [fl.ReportOfferFailed("o1", "busy", "1001")]
     assert flow.phase == fl.Phase.WAITING
 
 
