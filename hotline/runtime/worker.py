@@ -112,6 +112,7 @@ class CallSession:
     agent_leg_offer: str | None = None
     agent_answered: bool = False
     agent_legs: int = 0
+    recorded: bool = False  # its CallRecord has been made
     timer: asyncio.TimerHandle | None = None
     finished: bool = False
     # Commands of successive events run strictly in order (asyncio.Lock is FIFO).
@@ -206,16 +207,17 @@ class Worker:
                 continue
             connected = session.flow.phase == fl.Phase.CONNECTED
             outcome = Outcome.ANSWERED if connected else Outcome.FAILED
+            if not connected:
+                with contextlib.suppress(Unavailable):
+                    await self.queue.abandon(session.call_id)
+            # Recorded first: the hang-ups below make the flow emit its own Finish, ignored then.
+            await self._finish(session, fl.Finish(outcome, "system", "worker stopped"))
             if self.sip is not None:
                 with contextlib.suppress(Exception):
                     await self.sip.hangup(session.caller_leg, 503)
                 if session.agent_leg is not None:
                     with contextlib.suppress(Exception):
                         await self.sip.hangup(session.agent_leg, 503)
-            if not connected:
-                with contextlib.suppress(Unavailable):
-                    await self.queue.abandon(session.call_id)
-            await self._finish(session, fl.Finish(outcome, "system", "worker stopped"))
         pending = [t for t in self._tasks if not t.done()]
         if pending:
             await asyncio.wait(pending, timeout=5)
@@ -448,6 +450,9 @@ class Worker:
         return self.settings.recordings_dir / f"{d:%Y}" / f"{d:%m}" / f"{d:%d}" / f"{s.call_id}.wav"
 
     async def _finish(self, s: CallSession, c: fl.Finish) -> None:
+        if s.recorded:
+            return  # a call ends exactly once (shutdown may race the flow's own Finish)
+        s.recorded = True
         s.finished = True
         if s.timer is not None:
             s.timer.cancel()

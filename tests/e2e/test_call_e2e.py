@@ -42,9 +42,11 @@ def call(svc: Service, cwd: Path, name: str, check: bool = True, **scenario: Any
 
 
 def agent_for(svc: Service, tmp: Path, clip: Path, user: str = "1001", **kw: Any) -> BaresipAgent:
-    svc.add_agent(user)
+    """An agent as in real life: the softphone registers first, then the agent logs in (an agent
+    logged in without a registered phone is taken out of rotation at the first offer)."""
     agent = BaresipAgent(tmp / f"agent-{user}", user=user, registrar=("127.0.0.1", svc.sip_port), play_wav=clip, **kw)
     agent.start()
+    svc.add_agent(user)
     return agent
 
 
@@ -310,3 +312,75 @@ def test_redis_killed_mid_call_loses_nothing(
     # The service is whole again: a new call is queued and ticketed.
     call(service, tmp_path / "after", "after", caller_number="13500000007", talk_ms=1500)
     assert service.ticket(lambda t: t["caller"] == "13500000007")["outcome"] == "abandoned_in_greeting"
+
+
+def test_no_answer_puts_the_call_back_at_its_original_place(
+    start_service: Any, tmp_path: Path, caller_speech: Path, agent_clip: Path
+) -> None:
+    """Caller A (first) is offered to agent 1001, whose phone rings but nobody answers: after the
+    ring timeout the worker cancels the ringing leg, 1001 is taken out of rotation, and A is back
+    at the head of the queue, ahead of caller B who came later. Agent 1002 then gets A first."""
+    svc = start_service(queue={"ring_timeout_s": 3})
+    silent = agent_for(svc, tmp_path, agent_clip, user="1001", answermode="manual")
+    try:
+        a = start_sipp(
+            write_caller_scenario(tmp_path / "a.xml", caller_number="13100000001", digits="1", talk_ms=40000),
+            ("127.0.0.1", svc.sip_port), free_port(2), free_port(2), _mk(tmp_path / "a"), timeout_s=90,
+        )  # fmt: skip
+        with a:
+            silent.wait_event("CALL_INCOMING", timeout=15)
+            b = start_sipp(
+                write_caller_scenario(tmp_path / "b.xml", caller_number="13100000002", digits="1", talk_ms=40000),
+                ("127.0.0.1", svc.sip_port), free_port(2), free_port(2), _mk(tmp_path / "b"), timeout_s=90,
+            )  # fmt: skip
+            with b:
+                # No answer: the ringing leg is cancelled and 1001 leaves rotation.
+                until(lambda: svc.get("/agents/1001")["state"] == "logged_out", timeout=15)
+                silent.wait_event("CALL_CLOSED", timeout=10)  # the worker cancelled the ringing leg
+                waiting = until(lambda: _two_waiting(svc), timeout=15)
+                assert [w["caller"] for w in waiting] == ["13100000001", "13100000002"], waiting
+                answering = agent_for(svc, tmp_path, agent_clip, user="1002")
+                try:
+                    until(lambda: answering.calls_answered(), timeout=20)
+                    time.sleep(1)
+                    connected = [w["caller"] for w in svc.get("/queue")["waiting"]]
+                    assert connected == ["13100000002"]  # A was taken first; B still waits
+                finally:
+                    answering.stop()
+                a.kill()
+                b.kill()
+    finally:
+        silent.stop()
+
+
+def _mk(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _two_waiting(svc: Service) -> list[dict[str, Any]] | None:
+    waiting = list(svc.get("/queue")["waiting"])
+    return waiting if len(waiting) == 2 else None
+
+
+def test_embedded_dev_mode_without_kamailio(
+    start_service: Any, tmp_path: Path, caller_speech: Path, caller_clip: Path, agent_clip: Path
+) -> None:
+    """kamailio.enabled: false: one worker listens on the public SIP port and agents are dialled
+    at the URI configured for them (here the softphone's own address, no registrar)."""
+    svc = start_service(workers=1, kamailio=False)
+    agent = BaresipAgent(tmp_path / "agent", user="1001", registrar=None, play_wav=agent_clip)
+    agent.start()
+    try:
+        svc.cli("agents", "add", "1001", "--name", "坐席", "--sip-uri", agent.direct_uri)
+        status, body = svc.request("POST", "/agents/1001/login")
+        assert status == 200, body
+        call(svc, tmp_path / "dev", "dev", caller_number="13200000001", speech=caller_speech, digits="1", talk_ms=6000)
+        ticket = svc.ticket(lambda t: t["caller"] == "13200000001")
+    finally:
+        agent.stop()
+    assert ticket["outcome"] == "answered" and ticket["agent_id"] == "1001" and ticket["worker_id"] == "w0"
+    left, rate = read_wav_mono(Path(ticket["recording_path"]), channel=0)
+    right, _ = read_wav_mono(Path(ticket["recording_path"]), channel=1)
+    assert best_correlation(read_wav_mono(caller_clip, rate=rate)[0], left, rate).score > 0.8
+    assert best_correlation(read_wav_mono(agent_clip, rate=rate)[0], right, rate).score > 0.8

@@ -74,3 +74,28 @@ async def _ended(client: redis.asyncio.Redis, n: int) -> bool:
 
 async def _async(value: object) -> object:
     return value
+
+
+async def test_a_call_is_recorded_exactly_once(redis_url: str, tmp_path: Path) -> None:
+    """Shutdown ends a call as failed while the hang-up it causes makes the flow end it again:
+    only the first end counts (a second record used to overwrite the first)."""
+    from hotline.ivr import flow as fl
+    from hotline.runtime.worker import CallSession
+    from hotline.sip.events import IncomingCall
+
+    client = redis.asyncio.Redis.from_url(redis_url)
+    worker = make_worker(client, tmp_path)
+    session = CallSession(
+        call_id=CallId("c7"),
+        caller_leg="in1",
+        incoming=IncomingCall("in1", "13800138000", "12345", "sip-call-id", "<sip:13800138000@x>"),
+        flow=fl.CallFlow(fl.FlowSettings(greeting_s=5.0)),
+        started_at=utcnow(),
+    )
+    await worker._finish(session, fl.Finish(Outcome.FAILED, "system", "worker stopped"))
+    await worker._finish(session, fl.Finish(Outcome.ABANDONED_IN_QUEUE, "caller"))
+    entries = await client.xrange(keys.events("hotline"))
+    decoded = [ev.decode({k.decode(): v.decode() for k, v in fields.items()}) for _, fields in entries]
+    ended = [data for kind, data in decoded if kind == ev.CALL_ENDED]
+    assert [(d["call_id"], d["outcome"], d["reason"]) for d in ended] == [("c7", "failed", "worker stopped")]
+    await client.aclose()
