@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -191,6 +192,13 @@ def redis_ping_unix(path: Path) -> bool:
         return False
 
 
+def sip_answers(host: str, port: int) -> bool:
+    """The SIP endpoint at host:port answers an OPTIONS (any final response)."""
+    from hotline.sip.kamailio import options_ping
+
+    return options_ping(host, port, timeout_s=0.3) is not None
+
+
 def http_ready(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.5):
@@ -265,12 +273,17 @@ def serve(config: Config, config_file: str | None) -> int:
             )
         )
     for i in range(config.worker_count):
+        port = config.worker_port(i)
         sup.add(
             Child(
                 f"worker-{i}",
                 [python, "-m", "hotline", "worker", "--index", str(i)],
                 env=env,
                 log_path=data / "log" / f"worker-{i}.log",
+                # Started = answering SIP. Kamailio starts after the workers: its first OPTIONS
+                # probe to a worker not yet listening would mark it down until the next round.
+                ready=functools.partial(sip_answers, config.sip.host, port),
+                ready_timeout_s=60,
             )
         )
     sup.add(

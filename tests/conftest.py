@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,3 +34,11 @@ def fresh_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server of the test's own (for tests that stop or restart it)."""
     with redis_server(tmp_path / "redis") as server:
         yield server
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_per_test() -> Iterator[None]:
+    """Collects garbage at each test's teardown, so that a ResourceWarning (an unclosed loop,
+    socket or file) fails the test that leaked it, not whichever test the GC happens to run in."""
+    yield
+    gc.collect()

@@ -11,7 +11,7 @@ from typing import Any
 
 # worker -> control plane (stream keys.events())
 CALL_STARTED = "call.started"  # data: call_id, worker_id, caller, callee, started_at
-CALL_QUEUED = "call.queued"  # data: call_id, queued_at
+CALL_QUEUED = "call.queued"  # data: call_id, queued_at, caller, tap (the caller's growing 8 kHz WAV)
 OFFER_ANSWERED = "offer.answered"  # data: call_id, agent_id, offer_id
 OFFER_FAILED = "offer.failed"  # data: call_id, agent_id, offer_id, reason
 CALL_ENDED = "call.ended"  # data: CallRecord.to_dict()

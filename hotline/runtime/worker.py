@@ -389,6 +389,19 @@ class Worker:
         elif isinstance(c, fl.Enqueue):
             s.queued_at = utcnow()
             await self.queue.enqueue(s.call_id, self.settings.worker_id, s.incoming.caller, epoch_ms())
+            # The caller's own recording grows while the call lasts: speech recognition reads it
+            # from another process (no Python in the media clock, PJSUA2.md).
+            tap = str(_leg_file(s.recording, "caller")) if s.recording is not None else None
+            with contextlib.suppress(Unavailable):
+                await self.bus.publish(
+                    ev.CALL_QUEUED,
+                    {
+                        "call_id": s.call_id,
+                        "queued_at": s.queued_at.isoformat(),
+                        "caller": s.incoming.caller,
+                        "tap": tap,
+                    },
+                )
         elif isinstance(c, fl.DialAgent):
             s.agent_leg_offer = c.offer_id
             s.agent_answered = False

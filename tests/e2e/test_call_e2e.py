@@ -206,6 +206,10 @@ def test_worker_killed_mid_call(service: Service, tmp_path: Path, caller_speech:
             live = until(lambda: _live_call(service), timeout=10)
             assert isinstance(live, tuple)
             worker, call_id = live
+            # The speech-recognition tap named in call.queued grows while the caller talks.
+            tap = Path(until(lambda: _tap_of(service, call_id), timeout=10))  # type: ignore[arg-type]
+            size = until(lambda: tap.exists() and tap.stat().st_size, timeout=5)
+            until(lambda: tap.stat().st_size > int(size) + 8000, timeout=5)  # > 0.5 s more audio
             pid = service.worker_pids()[worker]
             os.kill(pid, signal.SIGKILL)
             killed_at = time.monotonic()
@@ -228,6 +232,28 @@ def test_worker_killed_mid_call(service: Service, tmp_path: Path, caller_speech:
     # The agent is free again (not stuck "on call" with a dead worker's call).
     status = service.get("/agents/1001")
     assert status["state"] == "available", status
+
+
+def _tap_of(svc: Service, call_id: str) -> str | None:
+    import asyncio
+
+    import redis.asyncio
+
+    from hotline.core import events as ev
+    from hotline.queue import keys
+
+    async def read() -> str | None:
+        client = redis.asyncio.Redis.from_url(svc.redis_url, decode_responses=True)
+        try:
+            for _, fields in await client.xrange(keys.events()):
+                kind, data = ev.decode(fields)
+                if kind == ev.CALL_QUEUED and data["call_id"] == call_id:
+                    return str(data["tap"])
+            return None
+        finally:
+            await client.aclose()
+
+    return asyncio.run(read())
 
 
 def _live_call(svc: Service) -> tuple[str, str] | None:
