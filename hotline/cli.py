@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -114,6 +115,7 @@ async def run_worker(config: Config, index: int) -> None:
     )
     worker = Worker(settings, queue, bus)
     loop = asyncio.get_running_loop()
+    rtp_first, rtp_count = config.rtp_ports(index)
     sip_settings = SipSettings(
         host=config.sip.host,
         port=config.worker_port(index),
@@ -123,6 +125,7 @@ async def run_worker(config: Config, index: int) -> None:
         log_level=config.sip.log_level,
         allow_dev_build=config.sip.allow_dev_build,
     )
+    sip_settings = dataclasses.replace(sip_settings, rtp_port=rtp_first, rtp_port_range=rtp_count)
     sip = SipEndpoint(sip_settings, loop, worker.on_sip_event)
     await asyncio.to_thread(sip.start)
     worker.attach(sip)

@@ -27,6 +27,11 @@ class SipConfig:
     workers: int = 0  # media worker processes; 0 = one per core
     worker_base_port: int = 5071  # worker i listens on worker_base_port + i
     max_calls_per_worker: int = 200  # admission limit: above it a worker answers 503
+    # RTP: worker i uses its own ports from rtp_base_port + i * rtp_ports_per_worker. Disjoint
+    # ranges keep a surviving worker from reusing a dead worker's ports, at which the dead
+    # calls' far ends may still be sending (their media would leak into new calls).
+    rtp_base_port: int = 20000
+    rtp_ports_per_worker: int = 0  # 0 = 4 per admitted call (RTP + RTCP, with room to skip busy ports)
     allow_dev_build: bool = False  # accept a pjsua2 with fewer call slots (PyPI: 4)
     log_level: int = 3
 
@@ -82,6 +87,11 @@ class Config:
         if not self.kamailio.enabled:
             return 1
         return self.sip.workers or (os.cpu_count() or 1)
+
+    def rtp_ports(self, index: int) -> tuple[int, int]:
+        """(first port, how many) of worker `index`'s RTP range."""
+        span = self.sip.rtp_ports_per_worker or 4 * self.sip.max_calls_per_worker + 64
+        return self.sip.rtp_base_port + index * span, span
 
     def worker_port(self, index: int) -> int:
         """SIP port of worker `index` (dev mode: the public port)."""

@@ -265,6 +265,7 @@ class SipEndpoint:
         acfg.mediaConfig.transportConfig.publicAddress = s.public_host or s.host
         if s.rtp_port:
             acfg.mediaConfig.transportConfig.port = s.rtp_port
+            acfg.mediaConfig.transportConfig.portRange = s.rtp_port_range
         self._account = _Account(self)
         self._account.create(acfg, True)
         logger.info(

@@ -74,5 +74,6 @@ class SipSettings:
     user_agent: str = "hotline"
     log_file: str | None = None
     log_level: int = 3
-    rtp_port: int = 0  # first RTP port (0 = any free port)
+    rtp_port: int = 0  # first RTP port (0 = pjsua's default, 4000 up)
+    rtp_port_range: int = 0  # how many ports from rtp_port this endpoint may use (0 = no limit)
     allow_dev_build: bool = False  # accept a pjsua2 with fewer than max_calls call slots

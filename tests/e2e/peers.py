@@ -437,6 +437,7 @@ def caller_scenario(
     who_hangs_up: HangsUp = "caller",
     bye_timeout_ms: int = 60000,
     asterisk_style: bool = False,
+    prack: bool | None = None,
 ) -> str:
     """A sipp UAC scenario (XML) for one call to ``service`` through the proxy sipp is pointed
     at (``run_sipp(target=...)``).
@@ -458,6 +459,11 @@ def caller_scenario(
     ``Supported: 100rel, timer, replaces, norefersub``, ``Session-Expires: 1800``, ``Min-SE: 90``,
     its Allow list, P-Asserted-Identity, ``a=ptime:20``, ``a=maxptime:150``, ``a=sendrecv``;
     a reliable 180/183 (``Require: 100rel``) is PRACKed.
+
+    ``prack`` (default: ``asterisk_style``) enables that PRACK path. It needs sipp's transaction
+    tracking, and sipp 3.6.1 aborts (an assertion in call::process_incoming) when a retransmitted
+    200 OK for the INVITE arrives under it, as it does when the ACK is late on a loaded machine:
+    pass ``prack=False`` against a UAS that never sends reliable provisionals (pjsua2's default).
     """
     bad = [d for d in digits if d not in _PCAP_NAMES]
     if bad:
@@ -467,9 +473,10 @@ def caller_scenario(
     if speech is not None and "," in str(speech):
         raise ValueError(f"sipp cannot play a path with a comma: {speech}")
     cseq = itertools.count(8377 if asterisk_style else 1)
+    use_prack = asterisk_style if prack is None else prack
     # Transactions are tracked (start_txn/response_txn) only where a PRACK may interleave.
-    txn = ' start_txn="invite"' if asterisk_style else ""
-    response_txn = ' response_txn="invite"' if asterisk_style else ""
+    txn = ' start_txn="invite"' if use_prack else ""
+    response_txn = ' response_txn="invite"' if use_prack else ""
     invite_cseq = next(cseq)
     from_ = f'"{caller_number}" <sip:{caller_number}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]'
     to = f"<sip:{service}@[remote_ip]:[remote_port]>"
@@ -482,7 +489,7 @@ def caller_scenario(
         _send(_invite(service, from_, to, contact, invite_cseq, asterisk_style), retrans=True, attrs=txn),
         f'  <recv response="100" optional="true"{response_txn}/>',
     ]
-    if asterisk_style:
+    if use_prack:
         rseq = '<ereg regexp="RSeq: *([0-9]+)" search_in="msg" check_it="false" assign_to="reliable,rseq"/>'
         parts += [
             '  <label id="provisional"/>',
@@ -511,7 +518,7 @@ def caller_scenario(
             '  <recv response="183" optional="true"/>',
             '  <recv response="200" rtd="true" rrs="true"/>',
         ]
-    parts.append(_send(_ack(invite_cseq, from_, to, contact), attrs=' ack_txn="invite"' if asterisk_style else ""))
+    parts.append(_send(_ack(invite_cseq, from_, to, contact), attrs=' ack_txn="invite"' if use_prack else ""))
     if digits:
         parts.append(f'  <pause milliseconds="{pre_dtmf_ms}"/>')
         for index, digit in enumerate(digits):

@@ -177,6 +177,7 @@ def test_asterisk_pjsip_trunk_invite(service: Service, tmp_path: Path, caller_sp
             "asterisk",
             caller_number="02512345678",
             asterisk_style=True,
+            prack=False,  # pjsua2 never sends reliable provisionals (see caller_scenario)
             speech=caller_speech,
             digits="0",
             talk_ms=4000,
