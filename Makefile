@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stamp
 DEPS_STAMP := var/.debian-deps
 
-.PHONY: run test setup debian venv pjsua2 lint typecheck importlint unit doctor clean
+.PHONY: run test setup debian venv pjsua2 lint typecheck importlint unit doctor prompts clean
 
 run: setup
 	$(VENV)/bin/hotline serve
@@ -38,6 +38,10 @@ $(VENV)/.pjsua2: $(STAMP) scripts/build-pjsua2.sh scripts/pjsua2/config_site.h
 	bash scripts/build-pjsua2.sh $(PY)
 	$(PY) -c 'import pjsua2'
 	touch $@
+
+# The default prompts (synthetic placeholders; a deployment records its own, same file names).
+prompts: debian
+	bash scripts/make-prompts.sh config/prompts/zh-CN
 
 doctor: setup
 	$(VENV)/bin/hotline doctor
