@@ -426,6 +426,27 @@ def deadline_cmd(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def asr_cmd(config: Config, args: argparse.Namespace) -> int:
+    from hotline.asr.cli import fetch_cli, transcribe_cli
+
+    if args.asr_cmd == "transcribe":
+        try:
+            print(transcribe_cli(args.file, args.engine, verbose=args.verbose))
+        except OSError as exc:
+            print(f"hotline asr transcribe: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+        except ValueError as exc:
+            print(
+                f"hotline asr transcribe: {exc}\n(16-bit PCM WAV wanted; convert with: "
+                f"sox {args.file} -e signed -b 16 -c 1 out.wav)",
+                file=sys.stderr,
+            )
+            return 1
+    else:
+        print(fetch_cli(args.name, sha256=args.sha256, url=args.url))
+    return 0
+
+
 def intake_cmd(config: Config, args: argparse.Namespace) -> int:
     from hotline.asr.intake_cli import intake_json
 
@@ -483,6 +504,16 @@ def parser() -> argparse.ArgumentParser:
     td.add_argument("--start", required=True, help='"2025-09-30 10:00" (Asia/Shanghai) or ISO time with offset')
     td.add_argument("--provincial", action="store_true", help="a provincial ticket (省级工单)")
     td.add_argument("--json", action="store_true")
+    asr = sub.add_parser("asr", help="offline speech recognition")
+    asub = asr.add_subparsers(dest="asr_cmd", required=True)
+    tr = asub.add_parser("transcribe", help="print the transcript of a WAV file")
+    tr.add_argument("file")
+    tr.add_argument("--engine", choices=("whisper", "vosk"), default="whisper")
+    tr.add_argument("--verbose", action="store_true", help="segments, timings and real-time factor")
+    fe = asub.add_parser("fetch", help="download a Vosk model, checksummed (e.g. vosk-model-cn-0.22)")
+    fe.add_argument("name")
+    fe.add_argument("--sha256", required=True, help="expected sha256 of the zip (published with the model)")
+    fe.add_argument("--url", default=None, help="default: the Vosk models site")
     i = sub.add_parser("intake", help="transcript -> ticket draft (kind, place, urgency, ...) as JSON")
     i.add_argument("text")
     return p
@@ -514,6 +545,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return tickets_cmd(config, args)
         if args.cmd == "intake":
             return intake_cmd(config, args)
+        if args.cmd == "asr":
+            return asr_cmd(config, args)
     except DomainError as exc:
         print(f"hotline {args.cmd}: {exc.message}", file=sys.stderr)
         return 1
