@@ -12,7 +12,7 @@ Rules of this module (GB/T 33358: no menu tree in front of a person, answer with
 - A hang-up is an event, never an error: in every phase it ends in exactly one Finish command
   with the outcome, and an agent leg still ringing or connected is hung up.
 - Only one offer at a time: another offer is refused (reported failed, so the queue frees that
-  agent); the same offer delivered twice is ignored.
+  agent); an offer delivered again (the current one, or one already settled) is ignored.
 - An (phase, event) pair not in the table raises FlowError naming both.
 """
 
@@ -204,6 +204,7 @@ class CallFlow:
         self.ring_until: float | None = None
         self.digits = ""
         self.agent_id: str | None = None  # the agent connected, once connected
+        self.settled: set[str] = set()  # offers already reported answered or failed
         self._table: dict[tuple[Phase, type], Callable[[Event, float], list[Command]]] = {
             (Phase.NEW, Incoming): self._on_incoming,
             (Phase.ANSWERING, MediaReady): self._on_media,
@@ -285,6 +286,7 @@ class CallFlow:
             out += self._greeting_over()
         if self.ring_until is not None and now >= self.ring_until and self.offer is not None:
             offer = self.offer
+            self.settled.add(offer.offer_id)
             self._clear_offer()
             self.phase = Phase.WAITING
             out += [HangupAgent(offer.offer_id), ReportOfferFailed(offer.offer_id, "no-answer", offer.agent_id)]
@@ -298,6 +300,8 @@ class CallFlow:
 
     def _on_offer(self, event: Event, now: float) -> list[Command]:
         assert isinstance(event, OfferReceived)
+        if event.offer_id in self.settled:
+            return []  # delivered again after it was settled: commands are idempotent by id
         self.offer = event
         self.ring_until = now + self.settings.ring_timeout_s
         self.phase = Phase.OFFERING
@@ -305,8 +309,9 @@ class CallFlow:
 
     def _refuse_offer(self, event: Event, now: float) -> list[Command]:
         assert isinstance(event, OfferReceived)
-        if self._is_current(event.offer_id):
+        if self._is_current(event.offer_id) or event.offer_id in self.settled:
             return []  # the same offer delivered twice: commands are idempotent by id
+        self.settled.add(event.offer_id)
         return [ReportOfferFailed(event.offer_id, f"call is {self.phase.value}")]
 
     def _is_current(self, offer_id: str) -> bool:
@@ -332,6 +337,7 @@ class CallFlow:
         assert self.offer is not None
         self.phase = Phase.CONNECTED
         self.agent_id = self.offer.agent_id
+        self.settled.add(self.offer.offer_id)
         return [
             StopPlay(),
             Bridge(self.offer.offer_id, self.offer.agent_id),
@@ -344,6 +350,7 @@ class CallFlow:
             return []
         assert self.offer is not None
         agent_id = self.offer.agent_id
+        self.settled.add(event.offer_id)
         self._clear_offer()
         self.phase = Phase.WAITING
         return [ReportOfferFailed(event.offer_id, event.reason, agent_id)]

@@ -142,6 +142,18 @@ def test_unknown_pair_names_event_and_phase() -> None:
         flow.handle(fl.MediaReady(), 0)
 
 
+def test_an_offer_delivered_again_after_it_was_settled_is_ignored() -> None:
+    flow = started()
+    flow.handle(fl.Dtmf("1"), 1)
+    flow.handle(OFFER, 2)
+    second = fl.OfferReceived("o2", "a2", "sip:a2@h")
+    assert flow.handle(second, 2.1) == [fl.ReportOfferFailed("o2", "call is offering")]
+    flow.handle(fl.AgentFailed("o1", "busy"), 3)
+    assert flow.handle(second, 4) == []  # refused once: stays refused
+    assert flow.handle(OFFER, 4.5) == []  # failed once: stays failed
+    assert flow.phase == fl.Phase.WAITING
+
+
 def test_offer_after_the_end_is_refused_so_the_agent_is_freed() -> None:
     flow = started()
     flow.handle(fl.CallerHungUp(), 1)
