@@ -73,6 +73,20 @@ def redis_client(config: Config) -> Any:
     return redis.asyncio.Redis.from_url(config.redis_url, socket_connect_timeout=2, socket_timeout=5)
 
 
+def make_queue(config: Config, client: Any) -> Any:
+    """The queue adapter with the queue's policy: every process of a queue must use the same."""
+    from hotline.queue.acd import AcdPolicy, RedisCallQueue
+    from hotline.queue.agent_state import AgentPolicy
+
+    policy = AcdPolicy(
+        agent=AgentPolicy(
+            wrap_up_ms=int(config.queue.wrap_up_s * 1000),
+            pause_on_agent_failure=config.queue.pause_on_agent_failure,
+        )
+    )
+    return RedisCallQueue(client, config.redis_prefix, config.queue.name, policy=policy)
+
+
 def open_store(config: Config) -> Any:
     from hotline.tickets.store import SqlTicketStore
 
@@ -93,7 +107,6 @@ def agent_uri_for(config: Config) -> Any:
 
 # ------------------------------------------------------------------ worker
 async def run_worker(config: Config, index: int) -> None:
-    from hotline.queue.acd import RedisCallQueue
     from hotline.queue.bus import RedisEventBus
     from hotline.runtime.worker import Worker, WorkerSettings
     from hotline.sip.endpoint import SipEndpoint
@@ -102,7 +115,7 @@ async def run_worker(config: Config, index: int) -> None:
     sys.setswitchinterval(0.0005)  # the media clock must get the GIL quickly (PJSUA2.md)
     worker_id = WorkerId(f"w{index}")
     client = redis_client(config)
-    queue = RedisCallQueue(client, config.redis_prefix, config.queue.name)
+    queue = make_queue(config, client)
     bus = RedisEventBus(client, config.redis_prefix)
     log_dir = config.data_path / "log"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -145,12 +158,11 @@ async def run_control(config: Config) -> None:
     from aiohttp import web
 
     from hotline.agent_desktop.app import make_app
-    from hotline.queue.acd import RedisCallQueue
     from hotline.queue.bus import RedisEventBus
     from hotline.runtime.control import Control, ControlSettings
 
     client = redis_client(config)
-    queue = RedisCallQueue(client, config.redis_prefix, config.queue.name)
+    queue = make_queue(config, client)
     bus = RedisEventBus(client, config.redis_prefix)
     store = open_store(config)
     control = Control(

@@ -52,6 +52,8 @@ class HttpConfig:
 class QueueConfig:
     name: str = "default"
     ring_timeout_s: float = 20.0
+    wrap_up_s: float = 0.0  # after each call the agent is in wrap-up this long (0: none)
+    pause_on_agent_failure: bool = True  # an agent whose phone fails an offer is paused ("no-answer", ...)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,13 +14,14 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from aiohttp import web
 
 from hotline.agent_desktop.openapi import API_PREFIX, document
 from hotline.core.errors import DomainError, InvalidRequest, NoSuchAgent, NoSuchCall
-from hotline.core.model import Agent, AgentId, AgentState, CallId
+from hotline.core.model import Agent, AgentId, AgentState, CallId, to_iso
 from hotline.core.ports import AgentStatus, CallQueue, TicketStore
 
 logger = logging.getLogger(__name__)
@@ -31,6 +32,8 @@ CLOCK_MS = web.AppKey[Callable[[], int]]("clock_ms")
 
 MAX_CALLS_LIMIT = 1000
 DEFAULT_CALLS_LIMIT = 100
+# What an agent may ask of his own state (POST .../state {"state": ...}).
+STATE_REQUESTS = ("available", "paused", "wrap_up_done")
 
 _T = TypeVar("_T")
 _dumps = functools.partial(json.dumps, ensure_ascii=False)
@@ -97,6 +100,10 @@ async def _optional_object(request: web.Request) -> dict[str, Any]:
     return body
 
 
+def _iso_ms(ms: int | None) -> str | None:
+    return None if not ms else to_iso(datetime.fromtimestamp(ms / 1000, UTC))
+
+
 def _agent_view(agent_id: AgentId, agent: Agent | None, status: AgentStatus) -> dict[str, Any]:
     return {
         "agent_id": agent_id,
@@ -104,8 +111,12 @@ def _agent_view(agent_id: AgentId, agent: Agent | None, status: AgentStatus) -> 
         "extension": agent.extension if agent else None,
         "sip_uri": agent.sip_uri if agent else None,
         "state": status.state.value,
+        "reason": status.reason,
         "since_ms": status.since_ms,
+        "since": _iso_ms(status.since_ms),
         "call_id": status.call_id,
+        "idle_since_ms": status.idle_since_ms,
+        "wrap_up_until_ms": status.wrap_up_until_ms,
         "registered": agent is not None,
     }
 
@@ -174,13 +185,44 @@ async def logout(request: web.Request) -> web.Response:
     queue = request.app[QUEUE]
     if agent is None and not _known_to_queue(await queue.agent_status(agent_id)):
         raise NoSuchAgent(f"no agent {agent_id}")
-    status = await queue.agent_logout(agent_id, request.app[CLOCK_MS]())
+    status = await queue.agent_logout(agent_id, request.app[CLOCK_MS](), reason=reason)
     logger.info("agent %s logged out (%s)", agent_id, reason or "no reason given")
     return _json(_agent_view(agent_id, agent, status))
 
 
+async def set_state(request: web.Request) -> web.Response:
+    """The agent's own request: available (end a pause), paused with a reason, wrap_up_done."""
+    agent_id = AgentId(request.match_info["agent_id"])
+    body = await _optional_object(request)
+    unknown = sorted(set(body) - {"state", "reason"})
+    if unknown:
+        raise InvalidRequest(f"unknown fields: {', '.join(unknown)}")
+    wanted = body.get("state")
+    if wanted not in STATE_REQUESTS:
+        raise InvalidRequest(f"state must be one of {', '.join(STATE_REQUESTS)}, got {wanted!r}")
+    reason = body.get("reason", "")
+    if not isinstance(reason, str):
+        raise InvalidRequest("reason must be a string")
+    if wanted == "paused" and not reason.strip():
+        raise InvalidRequest("a pause needs a reason (e.g. 小休, 用餐, 培训)")
+    agent = await _in_thread(request.app[STORE].get_agent, agent_id)
+    queue = request.app[QUEUE]
+    if agent is None and not _known_to_queue(await queue.agent_status(agent_id)):
+        raise NoSuchAgent(f"no agent {agent_id}")
+    now = request.app[CLOCK_MS]()
+    if wanted == "paused":
+        status = await queue.agent_pause(agent_id, reason, now)
+    elif wanted == "available":
+        status = await queue.agent_resume(agent_id, now)
+    else:
+        status = await queue.wrap_up_done(agent_id, now)
+    logger.info("agent %s asked for %s: %s %s", agent_id, wanted, status.state.value, status.reason)
+    return _json(_agent_view(agent_id, agent, status))
+
+
 async def get_queue(request: web.Request) -> web.Response:
-    waiting = await request.app[QUEUE].waiting()
+    now = request.app[CLOCK_MS]()
+    waiting = await request.app[QUEUE].waiting(now)
     items = [
         {
             "call_id": call.call_id,
@@ -189,6 +231,9 @@ async def get_queue(request: web.Request) -> web.Response:
             "arrival_ms": call.arrival_ms,
             "position": call.position,
             "offered_to": call.offered_to,
+            "priority": call.priority.name.lower(),
+            "waited_s": round(max(0, now - call.arrival_ms) / 1000, 1),
+            "estimated_wait_s": None if call.estimated_wait_s is None else round(call.estimated_wait_s, 1),
         }
         for call in waiting
     ]
@@ -231,6 +276,7 @@ def make_app(queue: CallQueue, store: TicketStore, *, clock_ms: Callable[[], int
     app.router.add_get(f"{p}/agents/{{agent_id}}", get_agent)
     app.router.add_post(f"{p}/agents/{{agent_id}}/login", login)
     app.router.add_post(f"{p}/agents/{{agent_id}}/logout", logout)
+    app.router.add_post(f"{p}/agents/{{agent_id}}/state", set_state)
     app.router.add_get(f"{p}/queue", get_queue)
     app.router.add_get(f"{p}/calls", list_calls)
     app.router.add_get(f"{p}/calls/{{call_id}}", get_call)

@@ -19,7 +19,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
     text = {
         400: "invalid-request: malformed JSON or parameter",
         404: "no-such-agent / no-such-call",
-        409: "conflict: the change is not possible in the current state",
+        409: "conflict / illegal-transition: the change is not possible in the agent's current state",
         503: "unavailable: Redis or the ticket store is not reachable",
     }
     return {str(status): _json(_ref("Error"), text[status]) for status in statuses}
@@ -29,6 +29,8 @@ _AGENT_ID = {"name": "agent_id", "in": "path", "required": True, "schema": {"typ
 _CALL_ID = {"name": "call_id", "in": "path", "required": True, "schema": {"type": "string"}}
 _NULLABLE_STRING = {"type": "string", "nullable": True}
 _NULLABLE_TIME = {"type": "string", "format": "date-time", "nullable": True}
+_NULLABLE_MS = {"type": "integer", "nullable": True}
+_AGENT_STATES = ["logged_out", "available", "reserved", "on_call", "wrap_up", "paused"]
 
 _SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -49,16 +51,38 @@ _SCHEMAS: dict[str, Any] = {
     },
     "Agent": {
         "type": "object",
-        "required": ["agent_id", "state", "since_ms", "registered"],
+        "required": ["agent_id", "state", "reason", "since_ms", "registered"],
         "properties": {
             "agent_id": {"type": "string"},
             "name": {"type": "string"},
             "extension": _NULLABLE_STRING,
             "sip_uri": _NULLABLE_STRING,
-            "state": {"type": "string", "enum": ["logged_out", "available", "reserved", "on_call"]},
-            "since_ms": {"type": "integer", "description": "epoch ms the agent entered the state"},
-            "call_id": _NULLABLE_STRING,
+            "state": {"type": "string", "enum": _AGENT_STATES},
+            "reason": {
+                "type": "string",
+                "description": "why the agent is in this state: the pause code (小休, 用餐, no-answer, "
+                "not-registered ...), the failure or logout reason, or empty",
+            },
+            "since_ms": {"type": "integer", "description": "epoch ms the agent entered the state (0: never seen)"},
+            "since": {**_NULLABLE_TIME, "description": "since_ms as UTC date-time (null: never seen)"},
+            "call_id": {**_NULLABLE_STRING, "description": "the call offered, answered or being wrapped up"},
+            "idle_since_ms": {**_NULLABLE_MS, "description": "available only: longest idle is offered first"},
+            "wrap_up_until_ms": {**_NULLABLE_MS, "description": "wrap_up only: when it ends by itself"},
             "registered": {"type": "boolean", "description": "present in the agent registry"},
+        },
+    },
+    "AgentStateRequest": {
+        "type": "object",
+        "required": ["state"],
+        "additionalProperties": False,
+        "properties": {
+            "state": {
+                "type": "string",
+                "enum": ["available", "paused", "wrap_up_done"],
+                "description": "available: end a pause; paused: take a break (reason required); "
+                "wrap_up_done: end the wrap-up after a call early",
+            },
+            "reason": {"type": "string", "maxLength": 64, "description": "pause code, e.g. 小休, 用餐, 培训"},
         },
     },
     "AgentList": {
@@ -72,7 +96,7 @@ _SCHEMAS: dict[str, Any] = {
     },
     "WaitingCall": {
         "type": "object",
-        "required": ["call_id", "worker_id", "caller", "arrival_ms", "position"],
+        "required": ["call_id", "worker_id", "caller", "arrival_ms", "position", "priority", "waited_s"],
         "properties": {
             "call_id": {"type": "string"},
             "worker_id": {"type": "string"},
@@ -80,6 +104,17 @@ _SCHEMAS: dict[str, Any] = {
             "arrival_ms": {"type": "integer"},
             "position": {"type": "integer", "minimum": 1},
             "offered_to": _NULLABLE_STRING,
+            "priority": {
+                "type": "string",
+                "enum": ["normal", "flagged", "emergency"],
+                "description": "served highest first, by arrival within a priority",
+            },
+            "waited_s": {"type": "number", "description": "seconds since the call arrived"},
+            "estimated_wait_s": {
+                "type": "number",
+                "nullable": True,
+                "description": "seconds until an agent is likely free for it (null: nobody takes calls)",
+            },
         },
     },
     "Queue": {
@@ -173,6 +208,21 @@ def document() -> dict[str, Any]:
                     "content": {"application/json": {"schema": _ref("LogoutRequest")}},
                 },
                 "responses": {"200": _json(_ref("Agent"), "the agent"), **_errors(400, 404, 409, 503)},
+            }
+        },
+        f"{p}/agents/{{agent_id}}/state": {
+            "post": {
+                "summary": "The agent sets his own state: end a pause, pause with a reason, end wrap-up",
+                "operationId": "setAgentState",
+                "parameters": [_AGENT_ID],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("AgentStateRequest")}},
+                },
+                "responses": {
+                    "200": _json(_ref("Agent"), "the agent (unchanged if the request was already satisfied)"),
+                    **_errors(400, 404, 409, 503),
+                },
             }
         },
         f"{p}/queue": {

@@ -32,6 +32,12 @@ class Conflict(DomainError):
     status = 409
 
 
+class IllegalTransition(Conflict):
+    """A state machine has no transition for this event in its current state."""
+
+    error_id = "illegal-transition"
+
+
 class InvalidRequest(DomainError):
     error_id = "invalid-request"
     status = 400

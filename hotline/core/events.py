@@ -16,6 +16,10 @@ OFFER_ANSWERED = "offer.answered"  # data: call_id, agent_id, offer_id
 OFFER_FAILED = "offer.failed"  # data: call_id, agent_id, offer_id, reason
 CALL_ENDED = "call.ended"  # data: CallRecord.to_dict()
 AGENT_AUTOPAUSED = "agent.autopaused"  # data: agent_id, reason, call_id
+# Every change of an agent's state, written by the queue's Lua scripts in the same step as the
+# change. data: agent_id, previous, state, event (what happened), by ("agent", "system",
+# "supervisor"), reason (pause code, failure or logout reason, or ""), call_id, since_ms.
+AGENT_STATE = "agent.state"
 
 # control plane -> worker (stream keys.worker_commands(worker_id))
 CMD_OFFER = "offer"  # data: call_id, agent_id, offer_id, agent_uri, ring_timeout_s

@@ -28,12 +28,30 @@ class Outcome(enum.StrEnum):
 
 
 class AgentState(enum.StrEnum):
-    """Minimal agent states of the queue (issue "ACD" adds wrap-up, breaks, ...)."""
+    """States of an agent in the queue (rules: hotline/queue/agent_state.py)."""
 
     LOGGED_OUT = "logged_out"
     AVAILABLE = "available"
     RESERVED = "reserved"  # offered a call, phone ringing
     ON_CALL = "on_call"
+    WRAP_UP = "wrap_up"  # after a call, for a set time (ends by itself or early by the agent)
+    PAUSED = "paused"  # on a break or taken out of rotation, with a reason code
+
+
+class Actor(enum.StrEnum):
+    """Who made an agent's state change."""
+
+    AGENT = "agent"
+    SYSTEM = "system"
+    SUPERVISOR = "supervisor"
+
+
+class Priority(enum.IntEnum):
+    """Queue priority of a call: a higher one is served first, FIFO by arrival within one."""
+
+    NORMAL = 0
+    FLAGGED = 1  # the caller pressed 0, or the call was flagged
+    EMERGENCY = 2
 
 
 def utcnow() -> datetime:

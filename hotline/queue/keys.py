@@ -5,14 +5,26 @@ Key layout (prefix defaults to "hotline"):
 ACD state of one queue; the queue name is a hash tag, so all keys of a queue share one Redis
 Cluster slot and a Lua script may touch them together:
 
-    {p}:acd:{<queue>}:waiting     ZSET  call_id -> arrival ms (FIFO; ties ordered by call id)
-    {p}:acd:{<queue>}:calls       HASH  call_id -> JSON entry (waiting or offered)
+    {p}:acd:{<queue>}:waiting            ZSET  call_id -> arrival ms: waiting calls of priority
+                                               NORMAL (FIFO; ties ordered by call id)
+    {p}:acd:{<queue>}:waiting:flagged    ZSET  the same for priority FLAGGED
+    {p}:acd:{<queue>}:waiting:emergency  ZSET  the same for priority EMERGENCY
+    {p}:acd:{<queue>}:calls       HASH  call_id -> JSON entry (waiting or offered; its priority)
     {p}:acd:{<queue>}:offers      HASH  offer_id -> JSON offer
     {p}:acd:{<queue>}:leases      ZSET  offer_id -> lease expiry ms
     {p}:acd:{<queue>}:agents      HASH  agent_id -> JSON agent state
     {p}:acd:{<queue>}:available   ZSET  agent_id -> idle-since ms (longest idle first)
     {p}:acd:{<queue>}:oncall      HASH  call_id -> agent_id (answered calls)
     {p}:acd:{<queue>}:offer-seq   STRING counter making offer ids unique
+    {p}:acd:{<queue>}:wrap-ups    ZSET  agent_id -> end of his wrap-up, ms
+    {p}:acd:{<queue>}:stats       HASH  handle_ms (moving average of handle times), handle_n
+
+Priorities are separate ZSETs rather than one composite score, so every score is a plain
+arrival time in ms (< 1e14: exact as a double and as Lua prints it), raising a call moves it
+between ZSETs with the same score (it keeps its arrival order), and the NORMAL line keeps the
+key it had before priorities existed. The queue's scripts also append agent.state events to
+the shared events stream ({p}:events, outside the queue's hash tag): atomic on one Redis; on
+Redis Cluster that stream would move to a per-queue key.
 
 Bus between workers and the control plane:
 
@@ -28,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 
 from hotline.core.errors import InvalidRequest
+from hotline.core.model import Priority
 
 DEFAULT_PREFIX = "hotline"
 DEFAULT_QUEUE = "default"
@@ -52,6 +65,11 @@ class AcdKeys:
     available: str
     oncall: str
     offer_seq: str
+    waiting_flagged: str
+    waiting_emergency: str
+    wrap_ups: str
+    stats: str
+    events: str
 
     def all(self) -> list[str]:
         """Every key, in the fixed order every script in hotline/queue/lua/ indexes KEYS by."""
@@ -64,7 +82,24 @@ class AcdKeys:
             self.available,
             self.oncall,
             self.offer_seq,
+            self.waiting_flagged,
+            self.waiting_emergency,
+            self.wrap_ups,
+            self.stats,
+            self.events,
         ]
+
+    def band(self, priority: Priority) -> str:
+        """The ZSET of the calls waiting with this priority."""
+        return {
+            Priority.NORMAL: self.waiting,
+            Priority.FLAGGED: self.waiting_flagged,
+            Priority.EMERGENCY: self.waiting_emergency,
+        }[priority]
+
+    def bands(self) -> list[str]:
+        """The waiting ZSETs, the one served first first."""
+        return [self.band(priority) for priority in sorted(Priority, reverse=True)]
 
 
 def acd(prefix: str = DEFAULT_PREFIX, queue: str = DEFAULT_QUEUE) -> AcdKeys:
@@ -79,6 +114,11 @@ def acd(prefix: str = DEFAULT_PREFIX, queue: str = DEFAULT_QUEUE) -> AcdKeys:
         available=f"{base}:available",
         oncall=f"{base}:oncall",
         offer_seq=f"{base}:offer-seq",
+        waiting_flagged=f"{base}:waiting:flagged",
+        waiting_emergency=f"{base}:waiting:emergency",
+        wrap_ups=f"{base}:wrap-ups",
+        stats=f"{base}:stats",
+        events=events(prefix),
     )
 
 

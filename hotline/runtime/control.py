@@ -209,5 +209,5 @@ class Control:
             await asyncio.to_thread(self.store.save_call, record)
             self.failed_closed += 1
         await self.queue.abandon(call_id)
-        await self.queue.call_finished(call_id, epoch_ms())
+        await self.queue.call_finished(call_id, epoch_ms(), lost=True)  # the agent is free at once
         await self.bus.untrack_call(worker_id, call_id)

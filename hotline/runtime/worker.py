@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hotline.core import events as ev
-from hotline.core.errors import Conflict, Unavailable
-from hotline.core.model import AgentId, CallId, CallRecord, OfferId, Outcome, WorkerId, from_iso, utcnow
+from hotline.core.errors import Unavailable
+from hotline.core.model import AgentId, CallId, CallRecord, OfferId, Outcome, Priority, WorkerId, from_iso, utcnow
 from hotline.core.ports import CallQueue
 from hotline.ivr import flow as fl
 from hotline.recordings.stereo import merge_stereo
@@ -42,6 +42,10 @@ logger = logging.getLogger(__name__)
 
 HEARTBEAT_MS = 1000
 HEARTBEAT_TTL_MS = 3000
+# A caller who presses this key while waiting is served before the calls of normal priority.
+PRIORITY_DIGIT = "0"
+# The phases in which the call is in the queue (waiting, or offered and maybe back again).
+_QUEUED = (fl.Phase.WAITING, fl.Phase.OFFERING)
 
 
 class Sip(Protocol):
@@ -194,7 +198,7 @@ class Worker:
             )
             with contextlib.suppress(Unavailable):
                 await self.queue.abandon(CallId(call_id))
-                await self.queue.call_finished(CallId(call_id), epoch_ms())
+                await self.queue.call_finished(CallId(call_id), epoch_ms(), lost=True)
             await self.deliver(record, only_if_new=True)
         if stale:
             logger.error("closed %d calls left by this worker's previous run", len(stale))
@@ -259,9 +263,21 @@ class Worker:
                 self._feed(session, fl.MediaReady())
         elif isinstance(event, DtmfReceived):
             if not is_agent:
+                if event.digit == PRIORITY_DIGIT and session.flow.phase in _QUEUED:
+                    self.spawn(self._raise_priority(session), f"priority-{session.call_id}")
                 self._feed(session, fl.Dtmf(event.digit))
         elif isinstance(event, LegStateChanged):
             self._on_leg_state(session, event, is_agent)
+
+    async def _raise_priority(self, session: CallSession) -> None:
+        # Under the call's lock, so it runs after the Enqueue of the call (the lock is FIFO).
+        async with session.lock:
+            try:
+                level = await self.queue.set_priority(session.call_id, Priority.FLAGGED)
+            except Unavailable as exc:
+                logger.warning("call %s: priority not raised: %s", session.call_id, exc)
+                return
+        logger.info("call %s: the caller pressed %s, priority %s", session.call_id, PRIORITY_DIGIT, level)
 
     def _on_incoming(self, event: IncomingCall) -> None:
         now = utcnow()
@@ -433,10 +449,11 @@ class Worker:
                 await self.queue.abandon(s.call_id)
         elif isinstance(c, fl.ReportOfferFailed):
             if c.agent_id:
-                # First, or the dispatcher could offer the call to the same agent again in the
-                # instant between the two (logging out a reserved agent also requeues the call).
-                await self._autopause(AgentId(c.agent_id), c.reason, s.call_id)
-            await self._report_failed(c.offer_id, c.reason)
+                # His phone failed the offer (no answer, busy, not registered ...): like
+                # Asterisk's autopause, the queue pauses him with the reason in the same step as
+                # it puts the call back (offered again at once, a lone absent agent would loop).
+                logger.warning("call %s: agent %s did not take the call: %s", s.call_id, c.agent_id, c.reason)
+            await self._report_failed(c.offer_id, c.reason, agent_fault=bool(c.agent_id))
         elif isinstance(c, fl.Abandon):
             await self.queue.abandon(s.call_id)
         elif isinstance(c, fl.HangupCaller):
@@ -444,19 +461,8 @@ class Worker:
         elif isinstance(c, fl.Finish):
             await self._finish(s, c)
 
-    async def _report_failed(self, offer_id: str, reason: str) -> None:
-        await self.queue.offer_failed(OfferId(offer_id), epoch_ms(), reason)
-
-    async def _autopause(self, agent_id: AgentId, reason: str, call_id: CallId) -> None:
-        """An agent whose phone failed to take an offer (no answer, busy, not registered,
-        rejected) is taken out of rotation, like Asterisk's autopause: offered again at once,
-        a lone agent would loop forever. The minimal queue has no pause state yet, so the agent
-        is logged out; the reason is logged and published, and the agent logs in again."""
-        logger.warning("agent %s taken out of rotation: %s (call %s)", agent_id, reason, call_id)
-        with contextlib.suppress(Conflict):  # on a call meanwhile: nothing to pause
-            await self.queue.agent_logout(agent_id, epoch_ms())
-        with contextlib.suppress(Unavailable):
-            await self.bus.publish(ev.AGENT_AUTOPAUSED, {"agent_id": agent_id, "reason": reason, "call_id": call_id})
+    async def _report_failed(self, offer_id: str, reason: str, agent_fault: bool = False) -> None:
+        await self.queue.offer_failed(OfferId(offer_id), epoch_ms(), reason, agent_fault=agent_fault)
 
     def _recording_path(self, s: CallSession) -> Path:
         d = s.started_at

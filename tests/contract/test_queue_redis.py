@@ -8,7 +8,7 @@ import pytest
 import redis.asyncio
 
 from hotline.core.errors import Conflict, InvalidRequest, Unavailable
-from hotline.core.model import Agent, AgentId, AgentState, CallId, OfferId, WorkerId
+from hotline.core.model import Agent, AgentId, AgentState, CallId, OfferId, Priority, WorkerId
 from hotline.core.ports import CallQueue, Offer
 from hotline.queue.acd import RedisCallQueue
 from tests.support import RedisServer
@@ -376,7 +376,9 @@ class TestNamespaces:
         assert await two.dispatch_once(5, 1000) is None  # a1 logged in to q1 only
         assert (await one.dispatch_once(5, 1000)) is not None
         names = [k.decode() for k in await client.keys("*")]
-        assert names and all(name.startswith("city-a:acd:{q") for name in names)
+        # the queue's keys, and the shared event stream the scripts publish agent changes on
+        assert "city-a:events" in names
+        assert all(name.startswith("city-a:acd:{q") for name in names if name != "city-a:events")
 
     @pytest.mark.parametrize(("prefix", "name"), [("", "q"), ("a{b", "q"), ("hotline", "q}"), ("hotline", "a b")])
     async def test_invalid_names_are_refused(self, client: redis.asyncio.Redis, prefix: str, name: str) -> None:
@@ -412,6 +414,13 @@ class TestRedisDown:
                 lambda: queue.offered(),
                 lambda: queue.agent_login(agent(2), 3),
                 lambda: queue.agent_logout(AgentId("a1"), 3),
+                lambda: queue.agent_pause(AgentId("a1"), "小休", 3),
+                lambda: queue.agent_resume(AgentId("a1"), 3),
+                lambda: queue.wrap_up_done(AgentId("a1"), 3),
+                lambda: queue.set_priority(CallId("c1"), Priority.FLAGGED),
+                lambda: queue.estimated_wait_s(CallId("c1"), 3),
+                lambda: queue.waiting(3),
+                lambda: queue.average_handle_ms(),
                 lambda: queue.agent_status(AgentId("a1")),
                 lambda: queue.agents(),
                 lambda: queue.dispatch_once(3, 1000),

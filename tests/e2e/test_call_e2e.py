@@ -361,8 +361,8 @@ def test_no_answer_puts_the_call_back_at_its_original_place(
                 ("127.0.0.1", svc.sip_port), free_port(2), free_port(2), _mk(tmp_path / "b"), timeout_s=90,
             )  # fmt: skip
             with b:
-                # No answer: the ringing leg is cancelled and 1001 leaves rotation.
-                until(lambda: svc.get("/agents/1001")["state"] == "logged_out", timeout=15)
+                # No answer: the ringing leg is cancelled and 1001 leaves rotation, paused.
+                until(lambda: _paused_for_no_answer(svc.get("/agents/1001")), timeout=15)
                 silent.wait_event("CALL_CLOSED", timeout=10)  # the worker cancelled the ringing leg
                 waiting = until(lambda: _two_waiting(svc), timeout=15)
                 assert [w["caller"] for w in waiting] == ["13100000001", "13100000002"], waiting
@@ -378,6 +378,10 @@ def test_no_answer_puts_the_call_back_at_its_original_place(
                 b.kill()
     finally:
         silent.stop()
+
+
+def _paused_for_no_answer(agent: dict[str, Any]) -> bool:
+    return (agent["state"], agent["reason"]) == ("paused", "no-answer")
 
 
 def _mk(path: Path) -> Path:

@@ -15,8 +15,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from hotline.agent_desktop.app import make_app
 from hotline.agent_desktop.openapi import document
-from hotline.core.model import Agent, AgentId, CallId, CallRecord, Outcome, WorkerId
-from hotline.queue.acd import RedisCallQueue
+from hotline.core.model import Agent, AgentId, CallId, CallRecord, Outcome, Priority, WorkerId
+from hotline.queue.acd import AcdPolicy, RedisCallQueue
+from hotline.queue.agent_state import AgentPolicy
 from hotline.tickets.store import SqlTicketStore
 from tests.support import RedisServer
 
@@ -119,8 +120,12 @@ class TestAgents:
             "extension": "1002",
             "sip_uri": None,
             "state": "available",
+            "reason": "",
             "since_ms": 1_000,
+            "since": "1970-01-01T00:00:01+00:00",
             "call_id": None,
+            "idle_since_ms": 1_000,
+            "wrap_up_until_ms": None,
             "registered": True,
         }
         assert after["agents"][0]["state"] == "logged_out"
@@ -157,7 +162,7 @@ class TestAgents:
         await post_json(api, f"{API}/agents/a1/login")
         clock.now_ms = 2_000
         body = await post_json(api, f"{API}/agents/a1/logout", json={"reason": "午休"})
-        assert (body["state"], body["since_ms"]) == ("logged_out", 2_000)
+        assert (body["state"], body["since_ms"], body["reason"]) == ("logged_out", 2_000, "午休")
         assert (await queue.agent_status(AgentId("a1"))).since_ms == 2_000
 
     async def test_logout_on_call_is_a_conflict(self, api: Client, queue: RedisCallQueue) -> None:
@@ -204,6 +209,124 @@ async def test_queue_lists_waiting_calls_in_order(api: Client, queue: RedisCallQ
         ("c1", 1, "13800000000", 1_000),
         ("c2", 2, "13900000000", 2_000),
     ]
+
+
+async def test_queue_shows_priority_waited_and_estimated_wait(api: Client, queue: RedisCallQueue, clock: Clock) -> None:
+    await post_json(api, f"{API}/agents/a1/login")  # at 1 s
+    await queue.enqueue(CallId("c1"), W1, "13800000001", 1_500)
+    await queue.enqueue(CallId("c2"), W1, "13800000002", 2_000)
+    offer = await queue.dispatch_once(2_500, 30_000)
+    assert offer is not None and offer.call_id == "c1"
+    assert await queue.offer_answered(offer.offer_id, 3_000)
+    await queue.enqueue(CallId("c3"), W1, "13800000003", 4_000)
+    await queue.enqueue(CallId("e1"), W1, "13800000004", 5_000, Priority.EMERGENCY)
+    assert await queue.set_priority(CallId("c3"), Priority.FLAGGED) is Priority.FLAGGED
+    clock.now_ms = 63_000  # a1 has talked for 60 s of the default 180
+    body = await get_json(api, f"{API}/queue")
+    got = [(c["call_id"], c["position"], c["priority"], c["waited_s"], c["estimated_wait_s"]) for c in body["waiting"]]
+    assert got == [
+        ("e1", 1, "emergency", 58.0, 120.0),
+        ("c3", 2, "flagged", 59.0, 300.0),
+        ("c2", 3, "normal", 61.0, 480.0),
+    ]
+
+
+class TestAgentState:
+    async def state(self, api: Client, body: Any, status: int = 200, agent: str = "a1") -> Any:
+        return await post_json(api, f"{API}/agents/{agent}/state", status=status, json=body)
+
+    async def test_pause_and_resume(self, api: Client, clock: Clock, queue: RedisCallQueue) -> None:
+        await post_json(api, f"{API}/agents/a1/login")
+        clock.now_ms = 2_000
+        paused = await self.state(api, {"state": "paused", "reason": "用餐"})
+        assert (paused["state"], paused["reason"], paused["since_ms"]) == ("paused", "用餐", 2_000)
+        shown = await get_json(api, f"{API}/agents/a1")
+        assert (shown["state"], shown["reason"], shown["since"]) == ("paused", "用餐", "1970-01-01T00:00:02+00:00")
+        await queue.enqueue(CallId("c1"), W1, "13800000000", 2_100)
+        assert await queue.dispatch_once(2_200, 30_000) is None  # not offered while paused
+        clock.now_ms = 3_000
+        back = await self.state(api, {"state": "available"})
+        assert (back["state"], back["reason"], back["since_ms"], back["idle_since_ms"]) == (
+            "available",
+            "",
+            3_000,
+            3_000,
+        )
+        offer = await queue.dispatch_once(3_100, 30_000)
+        assert offer is not None and offer.agent_id == "a1"
+
+    async def test_wrap_up_done(self, store: SqlTicketStore, redis_url: str, clock: Clock) -> None:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        queue = RedisCallQueue(client, policy=AcdPolicy(agent=AgentPolicy(wrap_up_ms=60_000)))
+        api = await serve(make_app(queue, store, clock_ms=clock))
+        try:
+            await post_json(api, f"{API}/agents/a1/login")
+            await queue.enqueue(CallId("c1"), W1, "13800000000", 1_100)
+            offer = await queue.dispatch_once(1_200, 30_000)
+            assert offer is not None
+            assert await queue.offer_answered(offer.offer_id, 1_300)
+            await queue.call_finished(CallId("c1"), 9_000)
+            wrapping = await get_json(api, f"{API}/agents/a1")
+            assert (wrapping["state"], wrapping["call_id"], wrapping["wrap_up_until_ms"]) == ("wrap_up", "c1", 69_000)
+            refused = await self.state(api, {"state": "available"}, status=409)  # a pause ends with available
+            assert refused["error"] == "illegal-transition"
+            clock.now_ms = 20_000
+            done = await self.state(api, {"state": "wrap_up_done"})
+            assert (done["state"], done["since_ms"], done["call_id"]) == ("available", 20_000, None)
+            again = await self.state(api, {"state": "wrap_up_done"})  # already done: unchanged
+            assert again["since_ms"] == 20_000
+        finally:
+            await api.close()
+            await client.aclose()
+
+    async def test_illegal_transitions_are_409(self, api: Client, queue: RedisCallQueue) -> None:
+        body = await self.state(api, {"state": "paused", "reason": "小休"}, status=409)  # logged out
+        assert body["error"] == "illegal-transition"
+        assert "logged_out" in body["message"]
+        await post_json(api, f"{API}/agents/a1/login")
+        await queue.enqueue(CallId("c1"), W1, "13800000000", 1_100)
+        offer = await queue.dispatch_once(1_200, 30_000)
+        assert offer is not None and await queue.offer_answered(offer.offer_id, 1_300)
+        for request in ({"state": "paused", "reason": "小休"}, {"state": "available"}):
+            assert (await self.state(api, request, status=409))["error"] == "illegal-transition"
+        assert (await get_json(api, f"{API}/agents/a1"))["state"] == "on_call"
+
+    async def test_unknown_agent_is_404(self, api: Client) -> None:
+        body = await self.state(api, {"state": "available"}, status=404, agent="nobody")
+        assert body["error"] == "no-such-agent"
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {},
+            {"state": "busy"},
+            {"state": "logged_out"},
+            {"state": None},
+            {"state": "paused"},
+            {"state": "paused", "reason": ""},
+            {"state": "paused", "reason": "  "},
+            {"state": "paused", "reason": 5},
+            {"state": "paused", "reason": "x" * 65},
+            {"state": "paused", "reason": "小\n休"},
+            {"state": "available", "why": "typo"},
+            [1, 2],
+        ],
+        ids=lambda b: repr(b)[:40],
+    )
+    async def test_invalid_requests_are_400_and_change_nothing(self, api: Client, body: Any) -> None:
+        await post_json(api, f"{API}/agents/a1/login")
+        reply = await self.state(api, body, status=400)
+        assert reply["error"] == "invalid-request"
+        assert reply["message"]
+        shown = await get_json(api, f"{API}/agents/a1")
+        assert (shown["state"], shown["reason"]) == ("available", "")
+
+    async def test_malformed_json_is_400(self, api: Client) -> None:
+        await post_json(api, f"{API}/agents/a1/login")
+        reply = await post_json(
+            api, f"{API}/agents/a1/state", status=400, data=b"{", headers={"Content-Type": "application/json"}
+        )
+        assert reply["error"] == "invalid-request"
 
 
 class TestCalls:

@@ -3,7 +3,7 @@
 -- offered vanished, so he keeps his turn among idle agents.
 local call_id = ARGV[1]
 local entry = get_json(K_CALLS, call_id)
-redis.call('ZREM', K_WAITING, call_id)
+leave_lines(call_id)
 if entry == nil then
   return 0
 end
@@ -14,7 +14,7 @@ if entry.state == 'offered' and entry.offer_id then
     drop_offer(offer)
     local agent = get_json(K_AGENTS, offer.agent_id)
     if holds(agent, offer) then
-      make_available(agent, agent.prev_since_ms or agent.idle_since_ms, agent.idle_since_ms)
+      move(agent, 'offer_withdrawn', 'available', agent.prev_since_ms or agent.idle_since_ms, 'system', ABANDONED)
     end
   end
 end

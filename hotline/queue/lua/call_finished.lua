@@ -1,5 +1,9 @@
--- ARGV: call_id, now_ms. The agent who had this call becomes AVAILABLE, idle since now.
+-- ARGV: call_id, now_ms, lost ("1": the system lost the call). The agent who had this call goes
+-- to wrap-up (WRAP_UP_MS; 0: available, idle since now) and the call's handle time joins the
+-- moving average; a lost call makes him available at once and is not averaged.
 -- Returns 1 if an agent had the call, else 0 (a repeated or unknown call changes nothing).
+local now = tonumber(ARGV[2])
+end_wrap_ups(now)
 local agent_id = redis.call('HGET', K_ONCALL, ARGV[1])
 if not agent_id then
   return 0
@@ -7,7 +11,16 @@ end
 redis.call('HDEL', K_ONCALL, ARGV[1])
 local agent = get_json(K_AGENTS, agent_id)
 if agent and agent.state == 'on_call' and agent.call_id == ARGV[1] then
-  local now = tonumber(ARGV[2])
-  make_available(agent, now, now)
+  if ARGV[3] == '1' then
+    make_available(agent, 'call_ended', now, 'system', CALL_LOST)
+  else
+    record_handle_time(math.max(0, now - agent.since_ms))
+    if WRAP_UP_MS > 0 then
+      agent.wrap_up_until_ms = now + WRAP_UP_MS
+      move(agent, 'call_ended', 'wrap_up', now, 'system', '')
+    else
+      make_available(agent, 'call_ended', now, 'system', '')
+    end
+  end
 end
 return 1

@@ -1,11 +1,20 @@
--- Prepended to every ACD script (see acd.py). Rules kept by every script:
---  * an entry (call) is in exactly one place: waiting (in the ZSET, state "waiting"), offered
---    (state "offered", one offer, one RESERVED agent), or answered (only in oncall);
---  * an agent holds at most one offer or call, and is in the available ZSET iff AVAILABLE;
---  * an entry keeps its original arrival score, so a failed offer puts it back where it was.
+-- Prepended to every ACD script, after the prelude acd.py generates (TRANSITIONS from
+-- agent_state.py, the policy, BAND_KEYS/PRIORITIES, names of events and reasons).
+-- Rules kept by every script:
+--  * an entry (call) is in exactly one place: waiting (in the ZSET of its priority, state
+--    "waiting"), offered (state "offered", one offer, one RESERVED agent), or answered (only in
+--    oncall);
+--  * an entry keeps its original arrival score, so a failed offer puts it back where it was and
+--    a raised priority keeps its arrival order within the new priority;
+--  * an agent holds at most one offer or call, is in the available ZSET iff AVAILABLE and in the
+--    wrap-ups ZSET iff WRAP_UP; his state changes only through move(), which applies the table
+--    of agent_state.py and publishes the change on the events stream in the same step;
+--  * every script given now_ms first ends the wrap-ups due by then (time passing, in order of
+--    deadline then agent id), so every process sees the same agent states at the same time.
 -- KEYS, in the order of keys.AcdKeys.all():
 local K_WAITING, K_CALLS, K_OFFERS, K_LEASES = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_AGENTS, K_AVAILABLE, K_ONCALL, K_SEQ = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local K_WRAP_UPS, K_STATS, K_EVENTS = KEYS[11], KEYS[12], KEYS[13]
 
 local function get_json(key, field)
   local raw = redis.call('HGET', key, field)
@@ -19,16 +28,46 @@ local function put_json(key, field, value)
   redis.call('HSET', key, field, cjson.encode(value))
 end
 
--- The agent becomes AVAILABLE; idle_since orders him among idle agents (oldest first).
-local function make_available(agent, since, idle_since)
-  agent.state = 'available'
-  agent.since_ms = since
-  agent.idle_since_ms = idle_since
-  agent.call_id = nil
-  agent.offer_id = nil
-  agent.prev_since_ms = nil
-  put_json(K_AGENTS, agent.agent_id, agent)
-  redis.call('ZADD', K_AVAILABLE, idle_since, agent.agent_id)
+-- --- queue entries ---------------------------------------------------------------------
+
+local function band_of(entry)
+  return BAND_KEYS[entry.priority or 0] or K_WAITING
+end
+
+-- The waiting entry takes its place in the line of its priority (by arrival, then call id).
+local function line_up(entry)
+  redis.call('ZADD', band_of(entry), entry.arrival_ms, entry.call_id)
+end
+
+local function leave_lines(call_id)
+  for _, priority in ipairs(PRIORITIES) do
+    redis.call('ZREM', BAND_KEYS[priority], call_id)
+  end
+end
+
+-- 1-based position of a waiting call among all priorities, 0 while offered, nil if absent.
+local function position(call_id)
+  local entry = get_json(K_CALLS, call_id)
+  if entry == nil then
+    return nil
+  end
+  if entry.state ~= 'waiting' then
+    return 0
+  end
+  local ahead = 0
+  local own = band_of(entry)
+  for _, priority in ipairs(PRIORITIES) do
+    local key = BAND_KEYS[priority]
+    if key == own then
+      local rank = redis.call('ZRANK', key, call_id)
+      if not rank then
+        return nil
+      end
+      return ahead + rank + 1
+    end
+    ahead = ahead + redis.call('ZCARD', key)
+  end
+  return nil
 end
 
 local function drop_offer(offer)
@@ -47,7 +86,79 @@ local function requeue(call_id, reason)
   entry.agent_id = nil
   entry.last_failure = reason
   put_json(K_CALLS, call_id, entry)
-  redis.call('ZADD', K_WAITING, entry.arrival_ms, call_id)
+  line_up(entry)
+end
+
+-- --- agents ------------------------------------------------------------------------------
+
+-- The agent's state has a transition for this event (agent_state.TRANSITIONS).
+local function allowed(state, event)
+  local row = TRANSITIONS[state]
+  return row ~= nil and row[event] ~= nil
+end
+
+-- The one way an agent's state changes (agent_state.AgentMachine._move). The caller sets the
+-- fields the new state needs first: idle_since_ms (available), wrap_up_until_ms (wrap_up),
+-- call_id and offer_id (reserved, on_call).
+local function move(agent, event, to, since, by, reason, cause)
+  local from = agent.state
+  if not (allowed(from, event) and TRANSITIONS[from][event][to]) then
+    error('agent ' .. agent.agent_id .. ': event ' .. event .. ' in state ' .. from .. ' cannot lead to ' .. to)
+  end
+  if from == 'available' then
+    redis.call('ZREM', K_AVAILABLE, agent.agent_id)
+  end
+  if from == 'wrap_up' then
+    redis.call('ZREM', K_WRAP_UPS, agent.agent_id)
+    agent.wrap_up_until_ms = nil
+  end
+  if to ~= 'reserved' then
+    agent.offer_id = nil
+    agent.prev_since_ms = nil
+  end
+  if to == 'available' or to == 'paused' or to == 'logged_out' then
+    agent.call_id = nil
+  end
+  agent.state = to
+  agent.since_ms = since
+  agent.reason = reason
+  if to == 'available' then
+    redis.call('ZADD', K_AVAILABLE, agent.idle_since_ms, agent.agent_id)
+  end
+  if to == 'wrap_up' then
+    redis.call('ZADD', K_WRAP_UPS, agent.wrap_up_until_ms, agent.agent_id)
+  end
+  put_json(K_AGENTS, agent.agent_id, agent)
+  local data = {
+    agent_id = agent.agent_id,
+    previous = from,
+    state = to,
+    event = cause or event,
+    by = by,
+    reason = reason,
+    call_id = agent.call_id or cjson.null,
+    since_ms = since,
+  }
+  redis.call('XADD', K_EVENTS, 'MAXLEN', '~', EVENTS_MAXLEN, '*', 'type', AGENT_STATE_EVENT, 'data', cjson.encode(data))
+end
+
+-- The agent becomes AVAILABLE, idle since `now` (the back of the idle line).
+local function make_available(agent, event, now, by, reason, cause)
+  agent.idle_since_ms = now
+  move(agent, event, 'available', now, by, reason, cause)
+end
+
+-- Wrap-ups due by `now` end, as if each ended at its deadline.
+local function end_wrap_ups(now)
+  local due = redis.call('ZRANGEBYSCORE', K_WRAP_UPS, '-inf', now)
+  for _, agent_id in ipairs(due) do
+    local agent = get_json(K_AGENTS, agent_id)
+    if agent ~= nil and agent.state == 'wrap_up' and agent.wrap_up_until_ms then
+      make_available(agent, 'tick', agent.wrap_up_until_ms, 'system', '', WRAP_UP_EXPIRED)
+    else
+      redis.call('ZREM', K_WRAP_UPS, agent_id) -- never written by these scripts; repair
+    end
+  end
 end
 
 -- The agent still holds this offer (and not a newer one).
@@ -55,12 +166,32 @@ local function holds(agent, offer)
   return agent ~= nil and agent.state == 'reserved' and agent.offer_id == offer.offer_id
 end
 
--- The offer failed (no answer, busy, lease ran out): call back in place, agent idle since now.
-local function fail_offer(offer, now, reason)
+-- The offer failed (no answer, busy, lease ran out ...): the call goes back in place; the agent
+-- is paused when his side failed and the policy says so, else available, idle since now.
+local function fail_offer(offer, now, reason, agent_fault)
   drop_offer(offer)
   requeue(offer.call_id, reason)
   local agent = get_json(K_AGENTS, offer.agent_id)
   if holds(agent, offer) then
-    make_available(agent, now, now)
+    if agent_fault and PAUSE_ON_AGENT_FAILURE then
+      move(agent, 'offer_failed', 'paused', now, 'system', reason)
+    else
+      make_available(agent, 'offer_failed', now, 'system', reason)
+    end
   end
+end
+
+-- A moving average of handle times (estimate.next_handle_average): the mean of the first
+-- HANDLE_SAMPLES, then exponentially weighted like the mean of the last HANDLE_SAMPLES.
+local function record_handle_time(ms)
+  local stats = redis.call('HMGET', K_STATS, 'handle_ms', 'handle_n')
+  local average, n = tonumber(stats[1]), tonumber(stats[2]) or 0
+  if average == nil or n <= 0 then
+    average, n = ms, 0
+  elseif n < HANDLE_SAMPLES then
+    average = average + (ms - average) / (n + 1)
+  else
+    average = average + (ms - average) * 2 / (HANDLE_SAMPLES + 1)
+  end
+  redis.call('HSET', K_STATS, 'handle_ms', math.floor(average + 0.5), 'handle_n', math.min(n + 1, HANDLE_SAMPLES))
 end

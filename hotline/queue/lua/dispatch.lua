@@ -1,7 +1,9 @@
--- ARGV: now_ms, lease_ms. Offers the head of the queue to the longest-idle available agent.
--- Returns the offer as JSON, or false when there is no waiting call or no available agent.
+-- ARGV: now_ms, lease_ms. Offers the head of the queue (highest priority, then earliest
+-- arrival) to the longest-idle available agent. Returns the offer as JSON, or false when there
+-- is no waiting call or no available agent.
 local now = tonumber(ARGV[1])
 local lease = tonumber(ARGV[2])
+end_wrap_ups(now)
 
 local agent
 while agent == nil do
@@ -18,16 +20,26 @@ while agent == nil do
 end
 
 local entry
-while entry == nil do
-  local call_id = redis.call('ZRANGE', K_WAITING, 0, 0)[1]
-  if not call_id then
-    return false
+for _, priority in ipairs(PRIORITIES) do
+  local key = BAND_KEYS[priority]
+  while entry == nil do
+    local call_id = redis.call('ZRANGE', key, 0, 0)[1]
+    if not call_id then
+      break
+    end
+    local candidate = get_json(K_CALLS, call_id)
+    if candidate == nil or candidate.state ~= 'waiting' or band_of(candidate) ~= key then
+      redis.call('ZREM', key, call_id) -- never written by these scripts; repair
+    else
+      entry = candidate
+    end
   end
-  entry = get_json(K_CALLS, call_id)
-  if entry == nil or entry.state ~= 'waiting' then
-    redis.call('ZREM', K_WAITING, call_id)
-    entry = nil
+  if entry ~= nil then
+    break
   end
+end
+if entry == nil then
+  return false
 end
 
 local offer_id = entry.call_id .. ':' .. redis.call('INCR', K_SEQ)
@@ -49,14 +61,11 @@ entry.offer_id = offer_id
 entry.agent_id = agent.agent_id
 entry.attempts = (entry.attempts or 0) + 1
 put_json(K_CALLS, entry.call_id, entry)
-redis.call('ZREM', K_WAITING, entry.call_id)
+redis.call('ZREM', band_of(entry), entry.call_id)
 
 agent.prev_since_ms = agent.since_ms
-agent.state = 'reserved'
-agent.since_ms = now
 agent.call_id = entry.call_id
 agent.offer_id = offer_id
-put_json(K_AGENTS, agent.agent_id, agent)
-redis.call('ZREM', K_AVAILABLE, agent.agent_id)
+move(agent, 'offer', 'reserved', now, 'system', '')
 
 return cjson.encode(offer)

@@ -1,5 +1,6 @@
--- ARGV: call_id, worker_id, caller, arrival_ms. Returns the 1-based position, or 0 when the
--- call is already offered or answered (a retried enqueue must not queue it a second time).
+-- ARGV: call_id, worker_id, caller, arrival_ms, priority. Returns the 1-based position, or 0 when
+-- the call is already offered or answered (a retried enqueue must not queue it a second time).
+-- A retried enqueue changes nothing, not even the priority (set_priority raises it).
 local call_id = ARGV[1]
 local entry = get_json(K_CALLS, call_id)
 if entry == nil then
@@ -11,12 +12,13 @@ if entry == nil then
     worker_id = ARGV[2],
     caller = ARGV[3],
     arrival_ms = tonumber(ARGV[4]),
+    priority = tonumber(ARGV[5]),
     state = 'waiting',
     attempts = 0,
   }
   put_json(K_CALLS, call_id, entry)
-  redis.call('ZADD', K_WAITING, ARGV[4], call_id)
+  line_up(entry)
 elseif entry.state ~= 'waiting' then
   return 0
 end
-return redis.call('ZRANK', K_WAITING, call_id) + 1
+return position(call_id)

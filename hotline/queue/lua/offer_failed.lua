@@ -1,7 +1,10 @@
--- ARGV: offer_id, now_ms, reason. Returns 1 if the offer was live, 0 otherwise (no change).
+-- ARGV: offer_id, now_ms, reason, agent_fault ("1": the agent's side failed).
+-- Returns 1 if the offer was live, 0 otherwise (no change).
+local now = tonumber(ARGV[2])
+end_wrap_ups(now)
 local offer = get_json(K_OFFERS, ARGV[1])
 if offer == nil then
   return 0
 end
-fail_offer(offer, tonumber(ARGV[2]), ARGV[3])
+fail_offer(offer, now, ARGV[3], ARGV[4] == '1')
 return 1
