@@ -160,3 +160,19 @@ class CallRecord:
             hangup_by=data.get("hangup_by") or None,
             reason=str(data.get("reason") or ""),
         )
+
+
+def lost_call_record(call_id: CallId, worker_id: WorkerId, tracked: dict[str, Any], reason: str) -> CallRecord:
+    """The record of a call its worker lost (it died): what the worker had registered for the
+    live call (caller, callee, start), closed now as failed by the system."""
+    return CallRecord(
+        call_id=call_id,
+        caller=str(tracked.get("caller", "")),
+        callee=str(tracked.get("callee", "")),
+        worker_id=worker_id,
+        started_at=from_iso(str(tracked.get("started_at") or "")) or utcnow(),
+        outcome=Outcome.FAILED,
+        ended_at=utcnow(),
+        hangup_by="system",
+        reason=reason,
+    )

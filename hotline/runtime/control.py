@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from hotline.core import events as ev
 from hotline.core.errors import DomainError, Unavailable
-from hotline.core.model import CallId, CallRecord, Outcome, WorkerId, from_iso, utcnow
+from hotline.core.model import CallId, CallRecord, WorkerId, lost_call_record
 from hotline.core.ports import CallQueue, Offer, TicketStore
 
 logger = logging.getLogger(__name__)
@@ -194,18 +194,7 @@ class Control:
     async def _close_failed(self, worker_id: WorkerId, call_id: CallId, info: dict[str, Any]) -> None:
         existing = await asyncio.to_thread(self.store.get_call, call_id)
         if existing is None:
-            started = from_iso(str(info.get("started_at") or "")) or utcnow()
-            record = CallRecord(
-                call_id=call_id,
-                caller=str(info.get("caller", "")),
-                callee=str(info.get("callee", "")),
-                worker_id=worker_id,
-                started_at=started,
-                outcome=Outcome.FAILED,
-                ended_at=utcnow(),
-                hangup_by="system",
-                reason="worker died",
-            )
+            record = lost_call_record(call_id, worker_id, info, "worker died")
             await asyncio.to_thread(self.store.save_call, record)
             self.failed_closed += 1
         await self.queue.abandon(call_id)

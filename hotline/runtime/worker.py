@@ -24,7 +24,17 @@ from typing import Any, Protocol
 
 from hotline.core import events as ev
 from hotline.core.errors import Unavailable
-from hotline.core.model import AgentId, CallId, CallRecord, OfferId, Outcome, Priority, WorkerId, from_iso, utcnow
+from hotline.core.model import (
+    AgentId,
+    CallId,
+    CallRecord,
+    OfferId,
+    Outcome,
+    Priority,
+    WorkerId,
+    lost_call_record,
+    utcnow,
+)
 from hotline.core.ports import CallQueue
 from hotline.ivr import flow as fl
 from hotline.recordings.stereo import merge_stereo
@@ -184,18 +194,7 @@ class Worker:
         for call_id, info in stale.items():
             if CallId(call_id) in self.sessions:
                 continue
-            started = from_iso(str(info.get("started_at") or "")) or utcnow()
-            record = CallRecord(
-                call_id=CallId(call_id),
-                caller=str(info.get("caller", "")),
-                callee=str(info.get("callee", "")),
-                worker_id=self.settings.worker_id,
-                started_at=started,
-                outcome=Outcome.FAILED,
-                ended_at=utcnow(),
-                hangup_by="system",
-                reason="worker died",
-            )
+            record = lost_call_record(CallId(call_id), self.settings.worker_id, info, "worker died")
             with contextlib.suppress(Unavailable):
                 await self.queue.abandon(CallId(call_id))
                 await self.queue.call_finished(CallId(call_id), epoch_ms(), lost=True)
