@@ -38,7 +38,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -48,6 +47,7 @@ import numpy.typing as npt
 
 from hotline.asr.audio import read_wav, to_16k
 from hotline.asr.engines import Recognizer
+from hotline.asr.metrics import edit_distance, normalise
 from hotline.asr.models import DEFAULT_MODELS_DIR, vosk_korean_model_dir, whisper_model_dir
 from hotline.asr.pool import EngineSpec, RecognitionPool, VoskSpec, WhisperSpec
 
@@ -59,20 +59,6 @@ PCM16 = npt.NDArray[np.int16]
 
 
 # --- accuracy ---------------------------------------------------------------------------------------
-
-
-def normalise(text: str) -> str:
-    return "".join(c for c in unicodedata.normalize("NFKC", text) if unicodedata.category(c)[0] not in "PSZC")
-
-
-def edit_distance(a: str, b: str) -> int:
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        current = [i]
-        for j, cb in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        previous = current
-    return previous[-1]
 
 
 def references() -> dict[str, str]:

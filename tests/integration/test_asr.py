@@ -17,7 +17,6 @@ import subprocess
 import sys
 import threading
 import time
-import unicodedata
 import wave
 import zipfile
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ from hotline.asr.audio import float_to_pcm16, pcm16_to_float, read_wav, to_16k
 from hotline.asr.backends import resample
 from hotline.asr.cli import transcribe_cli
 from hotline.asr.engines import Partial, Transcript, VoskEngine, WhisperEngine
+from hotline.asr.metrics import edit_distance, normalise
 from hotline.asr.models import (
     WHISPER_BASE_SHA256,
     ModelCorrupt,
@@ -57,21 +57,6 @@ CER_BOUND_CLIP = 0.6
 
 
 # --- character error rate -----------------------------------------------------------------------
-
-
-def normalise(text: str) -> str:
-    """Drops punctuation, symbols and spaces; CER compares the characters that were said."""
-    return "".join(c for c in unicodedata.normalize("NFKC", text) if unicodedata.category(c)[0] not in "PSZC")
-
-
-def edit_distance(a: str, b: str) -> int:
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        current = [i]
-        for j, cb in enumerate(b, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
-        previous = current
-    return previous[-1]
 
 
 def references() -> dict[str, str]:
