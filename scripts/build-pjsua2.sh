@@ -9,6 +9,9 @@
 set -euo pipefail
 
 PY=${1:?usage: build-pjsua2.sh VENV_PYTHON}
+# Absolute (the build cds into the source tree), without resolving the venv's symlink: the
+# venv's python, not the interpreter it points at, knows the venv's site-packages.
+PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")"
 HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE_ROOT=${HOTLINE_CACHE:-$HOME/.cache/hotline}
 RING_VERSION=20230206.0~ds2-1.1+deb12u1
