@@ -1,8 +1,11 @@
-"""The ticket store's tables (SQLAlchemy Core): the call record and the agent registry.
+"""The ticket store's tables (SQLAlchemy Core): call records, agents, 工单 (tickets), call drafts.
 
 `calls` is the record of one call, written once when the call ends and replaced if the same
-call is saved again. The 工单 (ticket) with its lifecycle, timeline events and units comes later
-as tables of its own that point at `calls.call_id`; a call record is never reshaped into a ticket.
+call is saved again. A 工单 is a table of its own (`tickets`) that points at calls through
+`ticket_calls`; a call record is never reshaped into a ticket. `ticket_events` is the ticket's
+timeline, append-only: the store only ever inserts into it, and triggers in the migration refuse
+UPDATE and DELETE on both backends. `call_drafts` holds the speech service's latest ticket draft
+of a live call (transcript so far and the fields it guessed), one row per call, replaced.
 
 This module describes the *current* schema. The migrations in `migrations/versions/` are what
 build it in a database and spell every column out themselves; a contract test checks that the two
@@ -17,7 +20,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, DateTime, Dialect, Index, MetaData, String, Table, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.types import TypeDecorator
 
 # Deterministic constraint names: Alembic needs names to alter or drop constraints later
@@ -34,6 +50,8 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 ID_LENGTH = 128  # call ids, agent ids, worker ids
 PARTY_LENGTH = 255  # caller / callee numbers or SIP URIs, agent names, SIP URIs
+NUMBER_LENGTH = 16  # ticket numbers: yyMMdd + a daily sequence of 5 (rarely more) digits
+CODE_LENGTH = 32  # enum values: kind, stage, light, role, relation, channel
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -88,6 +106,8 @@ calls = Table(
     Column("recording_path", Text(), nullable=True),
     Column("hangup_by", String(16), nullable=True),
     Column("reason", Text(), nullable=False),
+    # A callback's record: the call whose caller asked to be called back (added in 0002).
+    Column("related_call_id", String(ID_LENGTH), nullable=True),
     # When the store last wrote this row (not part of CallRecord): lets exports and the future
     # ticket sync ask "what changed since".
     Column("updated_at", UTCDateTime(), nullable=False),
@@ -104,5 +124,105 @@ agents = Table(
     Column("extension", String(64), nullable=False),
     Column("sip_uri", String(PARTY_LENGTH), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
+    Column("skills", Text(), nullable=True),  # JSON {skill: level} (added in 0003)
     UniqueConstraint("extension"),
+)
+
+tickets = Table(
+    "tickets",
+    metadata,
+    # yyMMdd (Asia/Shanghai day of acceptance) + daily sequence: digits only, so that a caller can
+    # key it in on the phone and hear it read back digit by digit.
+    Column("number", String(NUMBER_LENGTH), primary_key=True),
+    Column("caller", String(PARTY_LENGTH), nullable=False),
+    Column("caller_name", String(PARTY_LENGTH), nullable=True),
+    # What the caller agreed to (001 第十七条: nothing personal leaves without consent).
+    Column("consent_recording", Boolean(), nullable=False),
+    Column("consent_callback", Boolean(), nullable=False),
+    Column("consent_disclose", Boolean(), nullable=False),
+    Column("channel", String(CODE_LENGTH), nullable=False),
+    Column("kind", String(CODE_LENGTH), nullable=False),
+    Column("content", Text(), nullable=False),
+    Column("transcript", Text(), nullable=False),
+    Column("place", Text(), nullable=False),
+    Column("lead_unit", String(PARTY_LENGTH), nullable=True),
+    Column("assisting_units", Text(), nullable=False),  # JSON list of unit names
+    Column("emergency", Boolean(), nullable=False),
+    Column("provincial", Boolean(), nullable=False),
+    # The columns from here to next_alarm_at are copies of the lifecycle state (in `lifecycle`,
+    # the source of truth), kept for queries: the stage, the light and the current clocks.
+    Column("stage", String(CODE_LENGTH), nullable=False),
+    Column("light", String(CODE_LENGTH), nullable=False),
+    Column("due_at", UTCDateTime(), nullable=True),
+    Column("yellow_at", UTCDateTime(), nullable=True),
+    Column("red_at", UTCDateTime(), nullable=True),
+    Column("next_alarm_at", UTCDateTime(), nullable=True),  # when a Tick would change something
+    Column("policy", String(64), nullable=False),
+    Column("lifecycle", Text(), nullable=False),  # JSON: the lifecycle's Ticket without its timeline
+    Column("legal_hold", Boolean(), nullable=False),  # recordings of a held ticket are never purged
+    Column("version", Integer(), nullable=False),  # optimistic concurrency: +1 on every change
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index(None, "caller"),
+    Index(None, "created_at"),
+    Index(None, "next_alarm_at"),
+)
+
+# The last sequence number given out per day (yyMMdd): numbering without races on both backends.
+ticket_counters = Table(
+    "ticket_counters",
+    metadata,
+    Column("day", String(6), primary_key=True),
+    Column("last", Integer(), nullable=False),
+)
+
+ticket_calls = Table(
+    "ticket_calls",
+    metadata,
+    Column("ticket_number", String(NUMBER_LENGTH), ForeignKey("tickets.number"), primary_key=True),
+    # No foreign key to calls: a ticket is linked to its call while the call is still live, and
+    # the call record is only written when it ends.
+    Column("call_id", String(ID_LENGTH), primary_key=True),
+    Column("role", String(CODE_LENGTH), nullable=False),  # intake, callback, survey, ...
+    Column("linked_at", UTCDateTime(), nullable=False),
+    Index(None, "call_id"),
+)
+
+ticket_links = Table(
+    "ticket_links",
+    metadata,
+    Column("ticket_number", String(NUMBER_LENGTH), ForeignKey("tickets.number"), primary_key=True),
+    Column("other_number", String(NUMBER_LENGTH), ForeignKey("tickets.number"), primary_key=True),
+    Column("relation", String(CODE_LENGTH), primary_key=True),  # related, repeat, duplicate
+    Column("reason", Text(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index(None, "other_number"),
+)
+
+ticket_events = Table(
+    "ticket_events",
+    metadata,
+    Column("ticket_number", String(NUMBER_LENGTH), ForeignKey("tickets.number"), primary_key=True),
+    Column("seq", Integer(), primary_key=True, autoincrement=False),  # 1, 2, ... per ticket
+    Column("at", UTCDateTime(), nullable=False),
+    Column("actor", String(PARTY_LENGTH), nullable=False),
+    Column("actor_role", String(CODE_LENGTH), nullable=False),
+    Column("stage", String(CODE_LENGTH), nullable=False),  # the timeline stage (受理, 转办, ...)
+    Column("action", String(64), nullable=False),
+    # The lifecycle state before and after the step that wrote the row (from: NULL when opened).
+    Column("from_state", String(CODE_LENGTH), nullable=True),
+    Column("to_state", String(CODE_LENGTH), nullable=False),
+    Column("reason", Text(), nullable=False),
+    Column("data", Text(), nullable=False),  # JSON list of [key, value] pairs, in order
+    Column("recorded_by", String(PARTY_LENGTH), nullable=False),  # the account that applied the event
+)
+
+call_drafts = Table(
+    "call_drafts",
+    metadata,
+    Column("call_id", String(ID_LENGTH), primary_key=True),
+    Column("transcript", Text(), nullable=False),
+    Column("draft", Text(), nullable=False),  # JSON object
+    Column("engine", String(64), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )

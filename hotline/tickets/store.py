@@ -1,14 +1,16 @@
-"""SqlTicketStore: the TicketStore port over SQLAlchemy Core (SQLite or PostgreSQL).
+"""SqlTicketStore: the TicketStore and TicketRepository ports over SQLAlchemy Core (SQLite or
+PostgreSQL): call records, agents, the speech service's call drafts, and 工单 (ledger.py).
 
-Synchronous, like the port: the runtime calls it from a worker thread, never on the event loop.
+Synchronous, like the ports: the runtime calls it from a worker thread, never on the event loop.
 The engine is thread-safe; each method uses one short transaction.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, Insert, RowMapping, Select, Table, func, select
@@ -18,25 +20,40 @@ from hotline.core.errors import Conflict, InvalidRequest, Unavailable
 from hotline.core.model import Agent, AgentId, CallId, CallRecord, Outcome, WorkerId, utcnow
 from hotline.tickets import schema
 from hotline.tickets.database import SQLITE_BEGIN, make_engine, translate_errors, upgrade_to_head
+from hotline.tickets.ledger import TicketLedger
+from hotline.tickets.model import TicketPolicy, WorkingCalendar
 
 if TYPE_CHECKING:
-    from hotline.core.ports import TicketStore
+    from hotline.core.ports import TicketRepository, TicketStore
 
 logger = logging.getLogger(__name__)
 
 _CALL_TIMES = ("started_at", "answered_at", "queued_at", "connected_at", "ended_at")
 
 
-class SqlTicketStore:
-    """Call records and the agent registry in SQL; implements hotline.core.ports.TicketStore.
+class SqlTicketStore(TicketLedger):
+    """Call records, agents, call drafts and tickets in SQL; implements hotline.core.ports'
+    TicketStore and TicketRepository.
 
     `url` is a SQLAlchemy URL: `sqlite:///path/to/tickets.db` (default deployment) or
     `postgresql://user@host/db` (psycopg 3). The schema is migrated to the newest revision on
     construction. Failures of the database surface as hotline.core.errors.Unavailable; a
     duplicate extension as Conflict; bad input (a naive datetime) as InvalidRequest.
+    `policies`: the city policies tickets may be under (create_ticket adds its own);
+    `calendar`: the working-day calendar (default: workdays.WorkCalendar, China's).
     """
 
-    def __init__(self, url: str, *, connect_timeout: float = 5.0, busy_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout: float = 5.0,
+        busy_timeout: float = 10.0,
+        policies: Iterable[TicketPolicy] = (),
+        calendar: WorkingCalendar | None = None,
+    ) -> None:
+        self._policies = {policy.name: policy for policy in policies}
+        self._calendar = calendar
         self._engine: Engine = make_engine(url, connect_timeout=connect_timeout, busy_timeout=busy_timeout)
         self._closed = False
         try:
@@ -85,12 +102,47 @@ class SqlTicketStore:
         with self._read("count_calls") as conn:
             return int(conn.execute(select(func.count()).select_from(schema.calls)).scalar_one())
 
+    # -- call drafts (the speech service's ticket draft of a live call) ----------------------
+
+    def save_call_draft(self, call_id: CallId, transcript: str, draft: dict[str, Any], engine: str) -> None:
+        """Inserts or replaces the draft of the call (the latest one wins)."""
+        try:
+            text = json.dumps(draft, ensure_ascii=False, sort_keys=True)
+        except (TypeError, ValueError) as error:
+            raise InvalidRequest(f"call {call_id}: the draft is not JSON: {error}") from error
+        values = {"transcript": transcript, "draft": text, "engine": engine, "updated_at": utcnow()}
+        stmt = _on_conflict_update(
+            self._insert(schema.call_drafts).values(call_id=call_id, **values), "call_id", values
+        )
+        with self._write(f"saving the draft of call {call_id}") as conn:
+            conn.execute(stmt)
+
+    def get_call_draft(self, call_id: CallId) -> dict[str, Any] | None:
+        """{"call_id", "transcript", "draft" (the dict saved), "engine", "updated_at" (ISO UTC)}."""
+        table = schema.call_drafts
+        with self._read(f"reading the draft of call {call_id}") as conn:
+            row = conn.execute(select(table).where(table.c.call_id == call_id)).first()
+        if row is None:
+            return None
+        return {
+            "call_id": row.call_id,
+            "transcript": row.transcript,
+            "draft": json.loads(row.draft),
+            "engine": row.engine,
+            "updated_at": row.updated_at.isoformat(),
+        }
+
     # -- agents -----------------------------------------------------------------------------
 
     def add_agent(self, agent: Agent) -> None:
         """Inserts or updates the agent by agent_id; Conflict if another agent has the extension."""
         table = schema.agents
-        changes = {"name": agent.name, "extension": agent.extension, "sip_uri": agent.sip_uri}
+        changes = {
+            "name": agent.name,
+            "extension": agent.extension,
+            "sip_uri": agent.sip_uri,
+            "skills": json.dumps(dict(agent.skills), ensure_ascii=False, sort_keys=True) if agent.skills else None,
+        }
         stmt = self._insert(table).values(agent_id=agent.agent_id, created_at=utcnow(), **changes)
         stmt = _on_conflict_update(stmt, "agent_id", changes)
         try:
@@ -192,6 +244,7 @@ def _call_row(record: CallRecord) -> dict[str, Any]:
         "recording_path": record.recording_path,
         "hangup_by": record.hangup_by,
         "reason": record.reason,
+        "related_call_id": record.related_call_id,
     }
 
 
@@ -212,6 +265,7 @@ def _call_record(row: RowMapping) -> CallRecord:
         recording_path=row["recording_path"],
         hangup_by=row["hangup_by"],
         reason=row["reason"],
+        related_call_id=None if row["related_call_id"] is None else CallId(row["related_call_id"]),
     )
 
 
@@ -221,6 +275,7 @@ def _agent(row: RowMapping) -> Agent:
         name=row["name"],
         extension=row["extension"],
         sip_uri=row["sip_uri"],
+        skills={str(k): int(v) for k, v in json.loads(row["skills"]).items()} if row.get("skills") else {},
     )
 
 
@@ -228,3 +283,6 @@ if TYPE_CHECKING:
 
     def _implements_the_port(store: SqlTicketStore) -> TicketStore:
         return store  # mypy checks SqlTicketStore against the TicketStore protocol here
+
+    def _implements_the_ticket_port(store: SqlTicketStore) -> TicketRepository:
+        return store

@@ -53,6 +53,7 @@ def full_record(call_id: str = "call-1") -> CallRecord:
         recording_path="/var/lib/hotline/录音/2024-05-01/call-1.wav",
         hangup_by="caller",
         reason="市民反映小区夜间施工噪音扰民，请求城管执法处理",
+        related_call_id=CallId("call-0"),
     )
 
 
@@ -233,11 +234,12 @@ class TestTicketStoreContract:
     # -- agents ---------------------------------------------------------------------------
 
     def test_agents_round_trip_and_upsert_by_id(self, store: SqlTicketStore, ticket_store_url: str) -> None:
-        li = Agent(AgentId("a-li"), "李小红", "1001", "sip:1001@10.0.0.5:5062")
+        li = Agent(AgentId("a-li"), "李小红", "1001", "sip:1001@10.0.0.5:5062", skills={"投诉": 3, "language:en": 1})
         wang = Agent(AgentId("a-wang"), "王强", "1002")
         store.add_agent(wang)
         store.add_agent(li)
         assert store.get_agent(li.agent_id) == li
+        assert store.get_agent(li.agent_id).skills == {"投诉": 3, "language:en": 1}  # type: ignore[union-attr]
         assert store.list_agents() == [li, wang]  # by agent_id
 
         engine = raw_engine(ticket_store_url)
@@ -284,7 +286,7 @@ class TestTicketStoreContract:
             second.close()
         engine = make_engine(ticket_store_url)
         try:
-            assert current_revision(engine) == head_revision() == "0001"
+            assert current_revision(engine) == head_revision() == "0003"
         finally:
             engine.dispose()
 
