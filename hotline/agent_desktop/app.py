@@ -233,6 +233,7 @@ async def get_queue(request: web.Request) -> web.Response:
             "offered_to": call.offered_to,
             "priority": call.priority.name.lower(),
             "waited_s": round(max(0, now - call.arrival_ms) / 1000, 1),
+            "callback": call.callback,
             "estimated_wait_s": None if call.estimated_wait_s is None else round(call.estimated_wait_s, 1),
         }
         for call in waiting

@@ -110,6 +110,10 @@ _SCHEMAS: dict[str, Any] = {
                 "description": "served highest first, by arrival within a priority",
             },
             "waited_s": {"type": "number", "description": "seconds since the call arrived"},
+            "callback": {
+                "type": "boolean",
+                "description": "the caller pressed 1 and hung up: called back at this place",
+            },
             "estimated_wait_s": {
                 "type": "number",
                 "nullable": True,

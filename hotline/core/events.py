@@ -11,7 +11,7 @@ from typing import Any
 
 # worker -> control plane (stream keys.events())
 CALL_STARTED = "call.started"  # data: call_id, worker_id, caller, callee, started_at
-CALL_QUEUED = "call.queued"  # data: call_id, queued_at, caller, tap (the caller's growing 8 kHz WAV)
+CALL_QUEUED = "call.queued"  # data: call_id, queued_at, caller, tap (the caller's growing 8 kHz WAV), worker_id
 OFFER_ANSWERED = "offer.answered"  # data: call_id, agent_id, offer_id
 OFFER_FAILED = "offer.failed"  # data: call_id, agent_id, offer_id, reason
 CALL_ENDED = "call.ended"  # data: CallRecord.to_dict()
@@ -20,10 +20,22 @@ AGENT_AUTOPAUSED = "agent.autopaused"  # data: agent_id, reason, call_id
 # change. data: agent_id, previous, state, event (what happened), by ("agent", "system",
 # "supervisor"), reason (pause code, failure or logout reason, or ""), call_id, since_ms.
 AGENT_STATE = "agent.state"
+# Something needs a person: data: alert (e.g. "dispatch-stalled"), details, by (which process).
+ALERT = "alert"
 
 # control plane -> worker (stream keys.worker_commands(worker_id))
 CMD_OFFER = "offer"  # data: call_id, agent_id, offer_id, agent_uri, ring_timeout_s
 CMD_HANGUP = "hangup"  # data: call_id, reason
+# What the caller said (from the speech service): data: call_id, text, final (bool),
+# emergency (bool), kb (list of {"topic", "id", "score"}, best first).
+CMD_SPEECH = "speech"
+# Call a caller back for a callback entry whose turn came, agent first: data: call_id (the
+# original call), offer_id, agent_id, agent_uri, caller (number to dial), attempt, ring_timeout_s.
+CMD_CALLBACK = "callback"
+
+# speech service -> anyone (desktop, wallboard): the ticket draft as it updates.
+# data: call_id, text, final, draft (Draft.to_dict())
+CALL_DRAFT = "call.draft"
 
 
 def encode(kind: str, data: dict[str, Any]) -> dict[str, str]:

@@ -25,6 +25,11 @@ class Outcome(enum.StrEnum):
     ABANDONED_IN_GREETING = "abandoned_in_greeting"  # caller hung up before being queued
     FAILED = "failed"  # the system failed the call (worker died, media error, ...)
     REJECTED = "rejected"  # refused at admission (over capacity): counted, never answered
+    # The caller pressed 1 and hung up: the queue keeps the place, an agent calls back (the
+    # callback's own call has a record of its own, pointing at this one).
+    CALLBACK_REQUESTED = "callback_requested"
+    SELF_SERVED = "self_served"  # the IVR answered the caller (knowledge base, ticket status)
+    CALLBACK_FAILED = "callback_failed"  # a callback whose caller never answered, after retries
 
 
 class AgentState(enum.StrEnum):
@@ -80,9 +85,15 @@ class Agent:
     name: str
     extension: str  # the SIP user the softphone registers as (dialled via Kamailio)
     sip_uri: str | None = None  # explicit URI for embedded dev mode (no Kamailio)
+    # Skill -> level (1 = some, higher = better; 0 = none), e.g. {"language:en": 2, "complaint": 3}:
+    # which calls of a queue he may be offered (rules: hotline/queue/routing.py). Not hashed.
+    skills: dict[str, int] = dataclasses.field(default_factory=dict, hash=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if not self.skills:
+            del data["skills"]  # the shape it had before skills existed
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Agent:
@@ -91,6 +102,7 @@ class Agent:
             name=str(data.get("name", "")),
             extension=str(data["extension"]),
             sip_uri=data.get("sip_uri") or None,
+            skills={str(name): int(level) for name, level in (data.get("skills") or {}).items()},
         )
 
 
@@ -117,6 +129,9 @@ class CallRecord:
     recording_path: str | None = None
     hangup_by: str | None = None  # "caller", "agent", "system"
     reason: str = ""
+    # A callback's record points at the call whose caller asked for it (and vice versa never:
+    # the original call's record is written when that caller hangs up, before any callback).
+    related_call_id: CallId | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -135,6 +150,7 @@ class CallRecord:
             "recording_path": self.recording_path,
             "hangup_by": self.hangup_by,
             "reason": self.reason,
+            "related_call_id": self.related_call_id,
         }
 
     @classmethod
@@ -159,10 +175,13 @@ class CallRecord:
             recording_path=data.get("recording_path") or None,
             hangup_by=data.get("hangup_by") or None,
             reason=str(data.get("reason") or ""),
+            related_call_id=CallId(str(data["related_call_id"])) if data.get("related_call_id") else None,
         )
 
 
-def lost_call_record(call_id: CallId, worker_id: WorkerId, tracked: dict[str, Any], reason: str) -> CallRecord:
+def lost_call_record(
+    call_id: CallId, worker_id: WorkerId, tracked: dict[str, Any], reason: str, outcome: Outcome = Outcome.FAILED
+) -> CallRecord:
     """The record of a call its worker lost (it died): what the worker had registered for the
     live call (caller, callee, start), closed now as failed by the system."""
     return CallRecord(
@@ -171,8 +190,40 @@ def lost_call_record(call_id: CallId, worker_id: WorkerId, tracked: dict[str, An
         callee=str(tracked.get("callee", "")),
         worker_id=worker_id,
         started_at=from_iso(str(tracked.get("started_at") or "")) or utcnow(),
-        outcome=Outcome.FAILED,
+        outcome=outcome,
         ended_at=utcnow(),
         hangup_by="system",
         reason=reason,
     )
+
+
+class TicketStatus(enum.StrEnum):
+    """Where a 工单 stands, in the few words a caller hears on the phone (prompt `status_<value>`).
+
+    The ticket store maps the lifecycle's finer states onto these (hotline/tickets/records.py).
+    """
+
+    ACCEPTED = "accepted"  # 已受理, waiting to be dispatched
+    DISPATCHED = "dispatched"  # 已转办 to the responsible unit
+    HANDLING = "handling"  # 办理中
+    EXTENDED = "extended"  # 办理中, with a later deadline (延期 approved, or 续报)
+    REPLIED = "replied"  # the unit replied; the hotline will call back
+    SURVEY = "survey"  # 回访 under way
+    CLOSED = "closed"  # 已办结
+    TERMINATED = "terminated"  # 已终止
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TicketSummary:
+    """One 工单 as services outside the ticket store see it (caller history, repeat detection)."""
+
+    number: str  # digits only: yyMMdd + daily sequence
+    caller: str
+    kind: str  # hotline.tickets.model.Kind value: consultation, help, complaint, ...
+    status: TicketStatus
+    stage: str  # the lifecycle state (hotline.tickets.model.State value)
+    content: str
+    place: str
+    lead_unit: str | None
+    emergency: bool
+    created_at: datetime

@@ -7,9 +7,21 @@ the agent desktop depend only on these protocols. No third-party type crosses a 
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime
 from typing import Any, Protocol
 
-from hotline.core.model import Actor, Agent, AgentId, AgentState, CallId, CallRecord, OfferId, Priority, WorkerId
+from hotline.core.model import (
+    Actor,
+    Agent,
+    AgentId,
+    AgentState,
+    CallId,
+    CallRecord,
+    OfferId,
+    Priority,
+    TicketSummary,
+    WorkerId,
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -22,6 +34,12 @@ class Offer:
     agent_id: AgentId
     agent_extension: str
     agent_uri: str | None
+    # A callback entry's offer: no worker owns the call; any live worker dials the agent, then
+    # `caller`, the number to call back (this is the attempt-th try).
+    callback: bool = False
+    caller: str = ""
+    attempt: int = 0
+    skills: tuple[str, ...] = ()  # what the call itself asked for (the queue's own come on top)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -33,6 +51,11 @@ class AgentStatus:
     reason: str = ""  # why the agent is in this state: pause code, failure or logout reason
     idle_since_ms: int | None = None  # AVAILABLE only: his place in the idle line (oldest first)
     wrap_up_until_ms: int | None = None  # WRAP_UP only: when it ends by itself
+    # Routing inputs (hotline/queue/routing.py): skill -> level, and since his last login the
+    # calls he answered and the ms he talked (fewest_calls, least_talk_time strategies).
+    skills: dict[str, int] = dataclasses.field(default_factory=dict, hash=False)
+    calls_answered: int = 0
+    talk_ms: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -45,6 +68,13 @@ class WaitingCall:
     offered_to: AgentId | None = None
     priority: Priority = Priority.NORMAL
     estimated_wait_s: float | None = None  # None: not estimated, or no agent to estimate from
+    callback: bool = False  # the caller hung up and waits to be called back (keeps the place)
+    retry_at_ms: int | None = None  # a callback whose last attempt failed: not offered before
+    skills: tuple[str, ...] = ()  # the call's own required skills (the queue's come on top)
+
+
+# CallQueue.enqueue's result when the queue is full (max length reached): the call was not queued.
+QUEUE_FULL = -1
 
 
 class TicketStore(Protocol):
@@ -68,17 +98,49 @@ class TicketStore(Protocol):
     def close(self) -> None: ...
 
 
+class TicketRepository(Protocol):
+    """工单 as the services outside the ticket store use them (IVR status, speech drafts, call
+    links, caller history). Synchronous; callers run it off the loop. Creating tickets and moving
+    them through the lifecycle take the lifecycle's own types: hotline.tickets.store.SqlTicketStore
+    (create_ticket, apply, get_ticket, timeline)."""
+
+    def ticket_status(self, number: str) -> str | None:
+        """A TicketStatus value (accepted, dispatched, handling, extended, replied, survey,
+        closed, terminated); None for an unknown number."""
+
+    def tickets_for_caller(self, caller: str, since: datetime) -> list[TicketSummary]:
+        """The caller's tickets created at or after `since`, newest first."""
+
+    def link_call(self, number: str, call_id: CallId, role: str) -> None:
+        """Links a call to a ticket as "intake", "callback", "survey", ... (idempotent by call)."""
+
+    def save_call_draft(self, call_id: CallId, transcript: str, draft: dict[str, Any], engine: str) -> None:
+        """Inserts or replaces the speech service's ticket draft of a call."""
+
+    def get_call_draft(self, call_id: CallId) -> dict[str, Any] | None:
+        """{"call_id", "transcript", "draft", "engine", "updated_at" (ISO)}, or None."""
+
+
 class CallQueue(Protocol):
     """The ACD queue in Redis: entries, agents, offers. Every write is idempotent by id.
 
-    Calls are served by priority, then arrival (FIFO within a priority); agents by idle time.
-    Agent states and their rules: hotline/queue/agent_state.py.
+    Calls are served by priority, then arrival (FIFO within a priority), each to an agent with
+    the skills it needs, picked by the queue's strategy (by default the longest idle).
+    Agent states and their rules: hotline/queue/agent_state.py; routing: hotline/queue/routing.py.
     """
 
     async def enqueue(
-        self, call_id: CallId, worker_id: WorkerId, caller: str, arrival_ms: int, priority: Priority = Priority.NORMAL
+        self,
+        call_id: CallId,
+        worker_id: WorkerId,
+        caller: str,
+        arrival_ms: int,
+        priority: Priority = Priority.NORMAL,
+        skills: tuple[str, ...] = (),
     ) -> int:
-        """Adds the call (no-op if present); returns its 1-based position."""
+        """Adds the call (no-op if present), needing `skills` on top of the queue's; returns its
+        1-based position, or QUEUE_FULL when the queue is at its max length (the call is not
+        queued: the IVR overflows it)."""
 
     async def abandon(self, call_id: CallId) -> bool:
         """Removes a waiting or offered entry (caller hung up); True if it was there."""
@@ -86,6 +148,11 @@ class CallQueue(Protocol):
     async def set_priority(self, call_id: CallId, level: Priority) -> Priority | None:
         """Raises a queued call to `level`, keeping its arrival time (never lowers it); returns
         the call's priority now, None if it is not in the queue."""
+
+    async def request_callback(self, call_id: CallId, number: str, now_ms: int) -> bool:
+        """The caller asked to be called back and hangs up: the entry keeps its place and
+        arrival time, and is offered as a callback (dialled from any live worker) when its turn
+        comes. False if the call is not waiting in the queue."""
 
     async def position(self, call_id: CallId) -> int | None: ...
 
@@ -115,10 +182,18 @@ class CallQueue(Protocol):
 
     async def agents(self) -> list[AgentStatus]: ...
 
-    async def dispatch_once(self, now_ms: int, lease_ms: int) -> Offer | None:
-        """Atomically reserve the longest-idle available agent for the head of the queue."""
+    async def dispatch_once(self, now_ms: int, lease_ms: int, callback_lease_ms: int | None = None) -> Offer | None:
+        """Atomically reserve an agent for the first waiting call one can take (by default the
+        longest-idle agent for the head of the queue)."""
 
     async def offer_answered(self, offer_id: OfferId, now_ms: int) -> bool: ...
+
+    async def callback_failed(
+        self, offer_id: OfferId, now_ms: int, reason: str, retry_at_ms: int, max_attempts: int
+    ) -> int:
+        """A callback's caller did not answer: the agent is free, the entry back at its place,
+        not offered before retry_at_ms; returns the failed attempts so far, 0 when that was the
+        last (the entry left the queue), -1 for an offer no longer live."""
 
     async def offer_failed(self, offer_id: OfferId, now_ms: int, reason: str, agent_fault: bool = False) -> bool:
         """The call goes back to its original place; the agent becomes available again, or is
@@ -130,6 +205,10 @@ class CallQueue(Protocol):
 
     async def expire_offers(self, now_ms: int) -> list[Offer]:
         """Offers whose lease ran out go back as if failed; returns them."""
+
+    async def overflow_due(self, now_ms: int) -> list[WaitingCall]:
+        """Waiting calls (not callbacks) that have waited the queue's max wait or longer, in
+        queue order: the control plane sends them to the queue's overflow target."""
 
 
 class EventBus(Protocol):

@@ -1,4 +1,4 @@
-"""RedisCallQueue: the CallQueue port on Redis (ACD: priorities, agent states, longest-idle agent).
+"""RedisCallQueue: the CallQueue port on Redis (ACD: priorities, agent states, skills, strategies).
 
 Every change that touches several keys is one Lua script from hotline/queue/lua/: a generated
 prelude (the agent state table of agent_state.py, the policy, the priority lines) and common.lua
@@ -6,6 +6,22 @@ prelude (the agent state table of agent_state.py, the policy, the priority lines
 MULTI. Every write is idempotent by id: enqueue by call id, offer outcomes by offer id, agent
 changes by agent id, so a retried or duplicated message changes nothing the second time. Each
 change of an agent's state is appended to the events stream by the same script (agent.state).
+
+Routing (routing.py is the spec, lua/dispatch.lua carries it out in one script): one
+RedisCallQueue per queue name, all its keys under one hash tag. Its AcdPolicy names the strategy
+(longest_idle, round_robin, fewest_calls, least_talk_time, skills_weighted), the skills every
+call needs and how the level a call accepts widens with its wait. Agents bring skills with
+levels (Agent.skills, stored at login), calls may add skills of their own (enqueue(skills=)).
+dispatch_once takes the first waiting call, in priority and arrival order, that has an eligible
+available agent, and gives it to the agent the strategy picks. Each dispatch reads at most
+AGENT_LIMIT available agents once, then scans at most SCAN_LIMIT waiting entries; the
+eligibility of a (needed skills, level) pair that found nobody is remembered for the rest of
+the scan, so the work is O(A + C + K*A*S) for A agents, C entries, K distinct (skills, level)
+pairs among them and S skills per call, and O(1 + A) when the head call can be served.
+Per-agent inputs (calls_answered, talk_ms, since login) are kept in the agent's JSON by
+offer_answered and call_finished; round_robin's memory is the last-offered key. max_length
+refuses an enqueue (QUEUE_FULL); max_wait_s and the overflow target are reported by
+overflow_due() for the control plane to act on.
 
 Times are passed in (epoch ms), never read from a clock here. No redis type or exception leaves
 this module: connection trouble is Unavailable, anything else from Redis is a DomainError.
@@ -25,7 +41,7 @@ from hotline.core import events
 from hotline.core.errors import Conflict, IllegalTransition, InvalidRequest
 from hotline.core.model import Actor, Agent, AgentId, AgentState, CallId, OfferId, Priority, WorkerId
 from hotline.core.ports import AgentStatus, Offer, WaitingCall
-from hotline.queue import agent_state, keys
+from hotline.queue import agent_state, keys, routing
 from hotline.queue.bus import EVENTS_MAXLEN
 from hotline.queue.client import reply, text, translate_errors
 from hotline.queue.estimate import estimate_waits
@@ -40,23 +56,73 @@ MAX_REASON = 64  # characters of a pause or logout reason
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class AcdPolicy:
-    """How one queue treats agents and estimates waits; every process of a queue uses the same."""
+    """How one queue routes calls, treats agents and estimates waits; every process of a queue
+    uses the same (the routing part is compiled into the Lua scripts). Rules: routing.py."""
 
     agent: agent_state.AgentPolicy = dataclasses.field(default_factory=agent_state.AgentPolicy)
     handle_samples: int = 20  # the handle-time average follows about the last this many calls
     default_handle_ms: int = 180_000  # assumed before the first call has finished
+    strategy: routing.Strategy = routing.Strategy.LONGEST_IDLE  # which eligible agent gets the call
+    required_skills: tuple[str, ...] = ()  # every call of the queue needs these (and its own)
+    # (after_s, min_level) steps: the level a call accepts widens as it waits (0: any agent).
+    skill_steps: tuple[tuple[float, int], ...] = routing.DEFAULT_STEPS
+    max_length: int | None = None  # calls held (waiting or offered); enqueue refuses more: QUEUE_FULL
+    # Carried for the control plane, which acts on overflow_due(): after max_wait_s a waiting
+    # caller goes to overflow_target: "queue:<name>", "callback" or "voicemail" (to a ticket).
+    max_wait_s: float | None = None
+    overflow_target: str = ""
+    service_level_s: float = 15.0  # answered within this counts as in service level (GB/T 33358)
+    announce_interval_s: float | None = None  # how often a waiting caller hears his position
 
     def __post_init__(self) -> None:
         if not 0 <= self.agent.wrap_up_ms <= 24 * 3600 * 1000:
             raise InvalidRequest(f"wrap-up must be between 0 and 24 h in ms, got {self.agent.wrap_up_ms!r}")
         if self.handle_samples < 1 or self.default_handle_ms < 0:
             raise InvalidRequest("handle_samples must be >= 1 and default_handle_ms >= 0")
+        # Normalised in place (lists from YAML become tuples), so the policy stays hashable.
+        object.__setattr__(self, "strategy", routing.check_strategy(self.strategy))
+        object.__setattr__(self, "required_skills", routing.check_skills(self.required_skills))
+        object.__setattr__(self, "skill_steps", routing.check_steps(self.skill_steps))
+        if self.max_length is not None and (
+            isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 1
+        ):
+            raise InvalidRequest(f"max_length must be a positive integer or None, got {self.max_length!r}")
+        for name in ("max_wait_s", "announce_interval_s"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0):
+                raise InvalidRequest(f"{name} must be a positive number of seconds or None, got {value!r}")
+        level = self.service_level_s
+        if isinstance(level, bool) or not isinstance(level, int | float) or level <= 0:
+            raise InvalidRequest(f"service_level_s must be a positive number of seconds, got {level!r}")
+        target = self.overflow_target
+        if not isinstance(target, str) or not (
+            target in ("", "callback", "voicemail")
+            or (target.startswith("queue:") and _plain_name(target.removeprefix("queue:")))
+        ):
+            raise InvalidRequest(
+                f'overflow_target must be "", "callback", "voicemail" or "queue:<name>", got {target!r}'
+            )
+
+    @property
+    def max_wait_ms(self) -> int | None:
+        return None if self.max_wait_s is None else round(self.max_wait_s * 1000)
+
+
+def _plain_name(value: str) -> bool:
+    return bool(value) and not any(ch in "{}" or ch.isspace() for ch in value)
 
 
 def _lua_string(value: str) -> str:
     if not all(ch.isalnum() or ch in "_.-" for ch in value):
         raise ValueError(f"not a plain Lua string literal: {value!r}")
     return f"'{value}'"
+
+
+def _lua_quoted(value: str) -> str:
+    """Any string as a Lua literal: bytes other than ASCII letters and digits as 3-digit escapes."""
+    return (
+        "'" + "".join(chr(b) if chr(b).isascii() and chr(b).isalnum() else f"\\{b:03d}" for b in value.encode()) + "'"
+    )
 
 
 def lua_prelude(policy: AcdPolicy, acd_keys: keys.AcdKeys, events_maxlen: int = EVENTS_MAXLEN) -> str:
@@ -87,6 +153,13 @@ def lua_prelude(policy: AcdPolicy, acd_keys: keys.AcdKeys, events_maxlen: int = 
         f"local CALL_LOST = {_lua_string(agent_state.CALL_LOST)}",
         f"local AGENT_LOGGED_OUT = {_lua_string(agent_state.AGENT_LOGGED_OUT)}",
         f"local ABANDONED = {_lua_string(agent_state.ABANDONED)}",
+        f"local CALLBACK_REQUESTED = {_lua_string(agent_state.CALLBACK_REQUESTED)}",
+        f"local STRATEGY = {_lua_string(policy.strategy.value)}",
+        f"local REQUIRED_SKILLS = {{ {', '.join(_lua_quoted(s) for s in policy.required_skills)} }}",
+        "local SKILL_STEPS = { "
+        + ", ".join(f"{{ {after}, {level} }}" for after, level in routing.steps_ms(policy.skill_steps))
+        + " }",
+        f"local MAX_LENGTH = {int(policy.max_length or 0)}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -101,6 +174,8 @@ def load_lua(name: str, prelude: str = "") -> str:
 _SCRIPTS = (
     "enqueue",
     "abandon",
+    "request_callback",
+    "callback_failed",
     "set_priority",
     "position",
     "dispatch",
@@ -155,6 +230,9 @@ def _status(data: dict[str, Any]) -> AgentStatus:
         reason=str(data.get("reason") or ""),
         idle_since_ms=_int_or_none(data.get("idle_since_ms")) if state is AgentState.AVAILABLE else None,
         wrap_up_until_ms=_int_or_none(data.get("wrap_up_until_ms")) if state is AgentState.WRAP_UP else None,
+        skills={str(name): int(level) for name, level in (data.get("skills") or {}).items()},
+        calls_answered=int(data.get("calls_answered") or 0),
+        talk_ms=int(data.get("talk_ms") or 0),
     )
 
 
@@ -166,6 +244,10 @@ def _offer(data: dict[str, Any]) -> Offer:
         agent_id=AgentId(str(data["agent_id"])),
         agent_extension=str(data["agent_extension"]),
         agent_uri=str(data["agent_uri"]) if data.get("agent_uri") else None,
+        callback=bool(data.get("callback")),
+        caller=str(data.get("caller") or ""),
+        attempt=int(data.get("attempt") or 0),
+        skills=_skills_of(data),
     )
 
 
@@ -179,7 +261,15 @@ def _waiting_call(entry: dict[str, Any], position: int) -> WaitingCall:
         position=position,
         offered_to=AgentId(str(agent)) if agent and entry.get("state") == "offered" else None,
         priority=Priority(int(entry.get("priority") or 0)),
+        callback=bool(entry.get("callback")),
+        retry_at_ms=_int_or_none(entry.get("not_before_ms")),
+        skills=_skills_of(entry),
     )
+
+
+def _skills_of(data: dict[str, Any]) -> tuple[str, ...]:
+    # An empty Lua table is encoded as {} by cjson: "or ()" reads it as no skills.
+    return tuple(str(skill) for skill in data.get("skills") or ())
 
 
 def _logged_out(agent_id: AgentId) -> AgentStatus:
@@ -197,9 +287,11 @@ class _Snapshot:
 class RedisCallQueue:
     """The ACD queue `queue` in Redis under `prefix` (implements hotline.core.ports.CallQueue).
 
-    Calls are offered by priority, then arrival ms, then call id; the agent offered a call is
-    the one idle the longest. `position`, `enqueue` and friends report 0 for a call being
-    offered. Agents follow agent_state.TRANSITIONS with the policy's wrap-up and autopause.
+    Calls are offered by priority, then arrival ms, then call id, to the agent the policy's
+    strategy picks among those with the skills (routing.py); with the defaults, the one idle the
+    longest. `position` counts every call ahead, whether or not it needs the same skills;
+    `position`, `enqueue` and friends report 0 for a call being offered. Agents follow
+    agent_state.TRANSITIONS with the policy's wrap-up and autopause.
     """
 
     def __init__(
@@ -225,12 +317,20 @@ class RedisCallQueue:
     # --- queue entries -------------------------------------------------------------------
 
     async def enqueue(
-        self, call_id: CallId, worker_id: WorkerId, caller: str, arrival_ms: int, priority: Priority = Priority.NORMAL
+        self,
+        call_id: CallId,
+        worker_id: WorkerId,
+        caller: str,
+        arrival_ms: int,
+        priority: Priority = Priority.NORMAL,
+        skills: tuple[str, ...] = (),
     ) -> int:
-        """Adds the call (no-op if present); returns its 1-based position.
+        """Adds the call (no-op if present), needing `skills` on top of the queue's required
+        skills ("language:en", "complaint"); returns its 1-based position.
 
         0 means the call is not waiting because it is already offered or answered: a retried
-        enqueue never queues a call twice (nor changes its priority: see set_priority).
+        enqueue never queues a call twice (nor changes its priority or skills). QUEUE_FULL (-1):
+        the queue holds policy.max_length calls already, this one was not queued.
         """
         position = await self._run(
             "enqueue",
@@ -239,6 +339,7 @@ class RedisCallQueue:
             caller,
             _ms("arrival_ms", arrival_ms),
             _priority(priority),
+            json.dumps(list(routing.check_skills(skills))),
         )
         return int(position)
 
@@ -256,6 +357,36 @@ class RedisCallQueue:
         that priority that arrived before it. Returns its priority now; None if not queued."""
         got = int(await self._run("set_priority", _id("call_id", call_id), _priority(level)))
         return None if got < 0 else Priority(got)
+
+    async def request_callback(self, call_id: CallId, number: str, now_ms: int) -> bool:
+        """The caller asked to be called back and hangs up: the entry keeps its arrival time
+        (its place in line) and is offered, when its turn comes, as a callback that any live
+        worker dials (agent first). An offer in flight is withdrawn (the agent gets his earlier
+        state back). A callback entry survives abandon(): only its own outcome removes it.
+        False if the call is not queued."""
+        if not isinstance(number, str) or not number.strip() or any(ch.isspace() for ch in number):
+            raise InvalidRequest(f"a callback needs the caller's number, got {number!r}")
+        return bool(await self._run("request_callback", _id("call_id", call_id), number, _ms("now_ms", now_ms)))
+
+    async def callback_failed(
+        self, offer_id: OfferId, now_ms: int, reason: str, retry_at_ms: int, max_attempts: int
+    ) -> int:
+        """The callback's caller did not answer (busy, no answer, unreachable), with the agent
+        already on the line: the agent is available again (idle since now, never paused: not
+        his fault) and the entry goes back to its place, passed over until retry_at_ms. After
+        max_attempts failures it leaves the queue. Returns the failed attempts so far, 0 when
+        that was the last one, -1 for an offer no longer live (no change)."""
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+            raise InvalidRequest(f"max_attempts must be a positive integer, got {max_attempts!r}")
+        got = await self._run(
+            "callback_failed",
+            _id("offer_id", offer_id),
+            _ms("now_ms", now_ms),
+            _reason(reason, required=False),
+            _ms("retry_at_ms", retry_at_ms),
+            max_attempts,
+        )
+        return int(got)
 
     async def position(self, call_id: CallId) -> int | None:
         """1-based position of a waiting call; 0 while it is offered; None if not queued."""
@@ -322,6 +453,18 @@ class RedisCallQueue:
             return None
         return self._estimates(snapshot, position, now_ms)[-1]
 
+    async def overflow_due(self, now_ms: int) -> list[WaitingCall]:
+        """Waiting calls that have waited policy.max_wait_s or longer (now_ms - arrival), in queue
+        order: the control plane sends them to policy.overflow_target. Offered calls (an agent's
+        phone rings) and callbacks (the caller has hung up already) are never due. Empty
+        without a max wait."""
+        now_ms = _ms("now_ms", now_ms)
+        max_wait = self.policy.max_wait_ms
+        if max_wait is None:
+            return []
+        calls = self._waiting_calls(await self._snapshot(with_agents=False))
+        return [call for call in calls if not call.callback and now_ms - call.arrival_ms >= max_wait]
+
     async def average_handle_ms(self) -> int:
         """The moving average of handle times (policy.default_handle_ms before the first call)."""
         with translate_errors("average_handle_ms"):
@@ -338,7 +481,9 @@ class RedisCallQueue:
     # --- agents --------------------------------------------------------------------------
 
     async def agent_login(self, agent: Agent, now_ms: int, by: Actor = Actor.AGENT) -> AgentStatus:
-        """The agent becomes AVAILABLE; an agent already logged in keeps his state."""
+        """The agent becomes AVAILABLE, his calls and talk time counted from 0; an agent already
+        logged in keeps his state and counts. Either way his contact details and skills are
+        the ones given now (a supervisor changes skills by logging him in again)."""
         raw = await self._run(
             "agent_login",
             _id("agent_id", agent.agent_id),
@@ -347,6 +492,7 @@ class RedisCallQueue:
             agent.sip_uri or "",
             _ms("now_ms", now_ms),
             Actor(by).value,
+            json.dumps(routing.check_levels(agent.skills)),
         )
         return _status(json.loads(text(raw)))
 
@@ -411,16 +557,23 @@ class RedisCallQueue:
 
     # --- offers --------------------------------------------------------------------------
 
-    async def dispatch_once(self, now_ms: int, lease_ms: int) -> Offer | None:
-        """Atomically reserve the longest-idle available agent for the head of the queue.
+    async def dispatch_once(self, now_ms: int, lease_ms: int, callback_lease_ms: int | None = None) -> Offer | None:
+        """Atomically reserve an agent for the first waiting call one can take: the calls in
+        priority and arrival order, the agent the policy's strategy picks among those with the
+        skills the call needs by now (routing.py); with the defaults, the head of the queue and
+        the longest-idle agent. None when no (call, eligible agent) pair exists.
 
-        The offer's lease ends at now_ms + lease_ms; expire_offers() takes it back after that.
+        The offer's lease ends at now_ms + lease_ms (+ callback_lease_ms for a callback entry,
+        whose caller rings after the agent answered); expire_offers() takes it back after that.
+        A callback waiting for its retry time is passed over, keeping its place.
         Wrap-ups due by now_ms end first (as in every script given the time).
         """
-        if isinstance(lease_ms, bool) or not isinstance(lease_ms, int) or lease_ms <= 0:
-            raise InvalidRequest(f"lease_ms must be a positive integer, got {lease_ms!r}")
-        _ms("lease expiry", _ms("now_ms", now_ms) + lease_ms)
-        raw = await self._run("dispatch", now_ms, lease_ms)
+        callback_lease_ms = lease_ms if callback_lease_ms is None else callback_lease_ms
+        for name, value in (("lease_ms", lease_ms), ("callback_lease_ms", callback_lease_ms)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise InvalidRequest(f"{name} must be a positive integer, got {value!r}")
+        _ms("lease expiry", _ms("now_ms", now_ms) + max(lease_ms, callback_lease_ms))
+        raw = await self._run("dispatch", now_ms, lease_ms, callback_lease_ms)
         return None if raw is None else _offer(json.loads(text(raw)))
 
     async def offer_answered(self, offer_id: OfferId, now_ms: int) -> bool:

@@ -19,6 +19,9 @@ every Lua script, and the scripts refuse any change it does not allow):
   wrap-up or paused (another reason starts a new pause); resume makes him available, idle since
   now. Repeating a request that is already satisfied changes nothing (login, logout, resume,
   wrap_up_done, the same pause): every write is idempotent.
+- Since his login (from logged out) the machine counts the calls he answered and the ms he
+  talked (answered to call ended, a lost call too): the fewest_calls and least_talk_time
+  strategies read them (routing.py).
 - Every change of state or of pause reason emits one Changed: who (agent, system, supervisor)
   and why. Nothing else emits it. A (state, event) pair not in the table raises
   IllegalTransition naming both.
@@ -83,6 +86,8 @@ CALL_LOST = "call-lost"
 AGENT_LOGGED_OUT = "agent-logged-out"
 # The reason of an offer withdrawn because the caller hung up.
 ABANDONED = "abandoned"
+# The reason of an offer withdrawn because the caller asked to be called back (and hung up).
+CALLBACK_REQUESTED = "callback"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -136,6 +141,7 @@ class OfferWithdrawn:
 
     name: ClassVar[str] = "offer_withdrawn"
     offer_id: OfferId
+    reason: str = ABANDONED  # or CALLBACK_REQUESTED
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -256,6 +262,8 @@ class AgentMachine:
         self.idle_since_ms = 0  # kept while reserved: a withdrawn offer gives his turn back
         self.prev_since_ms = 0  # the since of AVAILABLE while reserved
         self.wrap_up_until_ms: int | None = None
+        self.calls_answered = 0  # since his login
+        self.talk_ms = 0  # since his login
 
     # ------------------------------------------------------------ public
     def handle(self, event: Event, now: int) -> list[Command]:
@@ -301,6 +309,8 @@ class AgentMachine:
             reason=self.reason,
             idle_since_ms=self.idle_since_ms if self.state is AgentState.AVAILABLE else None,
             wrap_up_until_ms=self.next_deadline(),
+            calls_answered=self.calls_answered,
+            talk_ms=self.talk_ms,
         )
 
     # ------------------------------------------------------------ the one way a state changes
@@ -339,6 +349,7 @@ class AgentMachine:
     def _login(self, event: Login, now: int) -> list[Command]:
         if self.state is not AgentState.LOGGED_OUT:
             return []  # logged in already: he keeps his state
+        self.calls_answered = self.talk_ms = 0
         return self._available(event.name, now, event.by)
 
     def _logout(self, event: Logout, now: int) -> list[Command]:
@@ -364,6 +375,7 @@ class AgentMachine:
 
     def _answered(self, event: Answered, now: int) -> list[Command]:
         self._check_offer(event)
+        self.calls_answered += 1
         return self._move(event.name, AgentState.ON_CALL, now, Actor.AGENT, "")
 
     def _offer_failed(self, event: OfferFailed, now: int) -> list[Command]:
@@ -374,7 +386,7 @@ class AgentMachine:
 
     def _offer_withdrawn(self, event: OfferWithdrawn, now: int) -> list[Command]:
         self._check_offer(event)
-        return self._move(event.name, AgentState.AVAILABLE, self.prev_since_ms, Actor.SYSTEM, ABANDONED)
+        return self._move(event.name, AgentState.AVAILABLE, self.prev_since_ms, Actor.SYSTEM, event.reason)
 
     def _call_ended(self, event: CallEnded, now: int) -> list[Command]:
         if event.call_id != self.call_id:
@@ -382,6 +394,7 @@ class AgentMachine:
                 f"agent {self.agent_id}: event {event.name} for call {event.call_id} in state {self.state} "
                 f"(his call is {self.call_id})"
             )
+        self.talk_ms += max(0, now - self.since_ms)
         if event.lost:
             return self._available(event.name, now, Actor.SYSTEM, CALL_LOST)
         if self.policy.wrap_up_ms <= 0:

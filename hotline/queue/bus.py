@@ -135,6 +135,57 @@ class RedisEventBus:
                 await self._client.xack(self._events, group, *bad)
         return good
 
+    async def wait_events(self, last_id: str, block_ms: int) -> str:
+        """Waits up to block_ms for an event after last_id ("$": after now) on the events stream,
+        without consuming it; returns the id of the newest event seen (last_id if none came).
+        The dispatcher sleeps on this, so a new call or a freed agent wakes it at once."""
+        with translate_errors("wait_events"):
+            if last_id == "$":
+                newest = await self._client.xrevrange(self._events, count=1)
+                last_id = text(newest[0][0]) if newest else "0-0"
+            reply = await self._client.xread({self._events: last_id}, count=1000, block=max(1, block_ms))
+        for _stream, entries in reply or []:
+            if entries:
+                last_id = text(entries[-1][0])
+        return last_id
+
+    async def claim_stale(self, group: str, consumer: str, min_idle_ms: int, count: int = 100) -> list[Entry]:
+        """Takes over, for `consumer`, events delivered to any consumer of the group that stayed
+        unacknowledged for min_idle_ms (that consumer died: a control process killed mid-write
+        under another name); returns them as read_events does. Ack each once handled."""
+        if min_idle_ms < 0 or count <= 0:
+            raise InvalidRequest(f"min_idle_ms must be >= 0 and count > 0, got {min_idle_ms}, {count}")
+        claimed: list[Entry] = []
+        cursor = "0-0"
+        with translate_errors("claim_stale"):
+            while len(claimed) < count:
+                try:
+                    result = await self._client.xautoclaim(
+                        self._events, group, consumer, min_idle_ms, start_id=cursor, count=count - len(claimed)
+                    )
+                except redis.exceptions.ResponseError as exc:
+                    if "NOGROUP" not in str(exc):
+                        raise
+                    return claimed
+                cursor, entries = text(result[0]), result[1]
+                bad: list[str] = []
+                for raw_id, fields in entries:
+                    if fields is None:
+                        continue  # trimmed from the stream meanwhile (XAUTOCLAIM drops it)
+                    entry_id = text(raw_id)
+                    try:
+                        kind, data = _decode_fields(fields)
+                    except ValueError as exc:
+                        logger.error("dropping malformed event %s on %s: %s", entry_id, self._events, exc)
+                        bad.append(entry_id)
+                        continue
+                    claimed.append((entry_id, kind, data))
+                if bad:
+                    await self._client.xack(self._events, group, *bad)
+                if cursor == "0-0":
+                    break
+        return claimed
+
     async def ack(self, group: str, entry_id: str) -> None:
         """Marks an event as handled by the group (idempotent)."""
         with translate_errors("ack"):

@@ -18,6 +18,15 @@ Cluster slot and a Lua script may touch them together:
     {p}:acd:{<queue>}:offer-seq   STRING counter making offer ids unique
     {p}:acd:{<queue>}:wrap-ups    ZSET  agent_id -> end of his wrap-up, ms
     {p}:acd:{<queue>}:stats       HASH  handle_ms (moving average of handle times), handle_n
+    {p}:acd:{<queue>}:last-offered STRING id of the agent offered the last call (the memory of
+                                         the round_robin strategy, kept across restarts)
+
+Skills live inside the JSON values, not in keys of their own: an agent's in his state
+({"skills": {"language:en": 2}, "calls_answered", "talk_ms"}, the inputs of the strategies), a
+call's own in its entry ({"skills": ["complaint"]}); the queue's required skills and widening
+steps are policy, compiled into the scripts (acd.lua_prelude). Dispatch scans the available
+agents once and the waiting entries in order (hotline/queue/routing.py), so no per-skill index
+has to be kept in step with every state change.
 
 Priorities are separate ZSETs rather than one composite score, so every score is a plain
 arrival time in ms (< 1e14: exact as a double and as Lua prints it), raising a call moves it
@@ -33,6 +42,11 @@ Bus between workers and the control plane:
     {p}:worker:<id>:commands      STREAM control plane -> that worker
     {p}:worker:<id>:alive         STRING heartbeat (JSON info), expires with PX
     {p}:worker:<id>:calls         HASH   call_id -> JSON info of the worker's live calls
+
+Control plane:
+
+    {p}:leader:<role>             STRING the holder of the role's lease (e.g. "dispatcher"),
+                                         expires with PX unless renewed
 """
 
 from __future__ import annotations
@@ -70,6 +84,7 @@ class AcdKeys:
     wrap_ups: str
     stats: str
     events: str
+    last_offered: str
 
     def all(self) -> list[str]:
         """Every key, in the fixed order every script in hotline/queue/lua/ indexes KEYS by."""
@@ -87,6 +102,7 @@ class AcdKeys:
             self.wrap_ups,
             self.stats,
             self.events,
+            self.last_offered,
         ]
 
     def band(self, priority: Priority) -> str:
@@ -119,6 +135,7 @@ def acd(prefix: str = DEFAULT_PREFIX, queue: str = DEFAULT_QUEUE) -> AcdKeys:
         wrap_ups=f"{base}:wrap-ups",
         stats=f"{base}:stats",
         events=events(prefix),
+        last_offered=f"{base}:last-offered",
     )
 
 
@@ -145,3 +162,8 @@ def worker_alive(worker_id: str, prefix: str = DEFAULT_PREFIX) -> str:
 def worker_calls(worker_id: str, prefix: str = DEFAULT_PREFIX) -> str:
     """The hash of one worker's live calls."""
     return f"{_check_part('prefix', prefix)}:worker:{_check_part('worker id', worker_id)}:calls"
+
+
+def leader(role: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The lease of a role only one control process plays at a time (the dispatcher)."""
+    return f"{_check_part('prefix', prefix)}:leader:{_check_part('role', role)}"

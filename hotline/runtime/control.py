@@ -6,8 +6,20 @@
 - Ticket writer: every call.ended record on the event stream becomes a row in the ticket store;
   the entry is acknowledged only after the row is written (a crash re-delivers, the write is
   idempotent by call id).
-- Dead workers: a worker whose heartbeat expired has its live calls closed as failed records,
-  their queue entries removed and their agents freed.
+- Dead workers: a worker whose heartbeat expired has its live calls closed: a caller still
+  waiting keeps the place as a callback entry (the number is known); a call with an agent is
+  closed as a failed record and its agent freed.
+- Callbacks: a callback entry's offer goes to the live worker with the fewest calls, which
+  dials the agent, then the caller (hotline/runtime/callback.py).
+- Several control processes may run. The dispatcher, lease expiry and dead-worker monitor run
+  on the one holding the "dispatcher" lease in Redis; another takes over within a lease (a few
+  seconds) of its death. Correctness never rests on the lease: every queue change is atomic and
+  idempotent, so two dispatchers for a moment do no harm. Every process writes tickets (one
+  consumer group); events a dead process had read but not acknowledged are claimed by the
+  others after claim_idle_s.
+- Watchdog: while leader, if calls are waiting (not for a callback's retry time) and agents
+  are available but no offer was made for watchdog_s, it raises an alert (log and event),
+  once per stall.
 """
 
 from __future__ import annotations
@@ -18,16 +30,20 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 from hotline.core import events as ev
 from hotline.core.errors import DomainError, Unavailable
-from hotline.core.model import CallId, CallRecord, WorkerId, lost_call_record
+from hotline.core.model import AgentState, CallId, CallRecord, Outcome, WorkerId, lost_call_record
 from hotline.core.ports import CallQueue, Offer, TicketStore
+from hotline.runtime.callback import DIALABLE
+from hotline.runtime.queue_log import QueueLog
 
 logger = logging.getLogger(__name__)
 
 TICKET_GROUP = "tickets"
+QUEUE_LOG_GROUP = "queue-log"
 
 
 class ControlBus(Protocol):
@@ -44,15 +60,33 @@ class ControlBus(Protocol):
     async def tracked_calls(self, worker_id: WorkerId) -> dict[CallId, dict[str, Any]]: ...
     async def untrack_call(self, worker_id: WorkerId, call_id: CallId) -> None: ...
     async def forget_worker(self, worker_id: WorkerId) -> None: ...
+    async def claim_stale(
+        self, group: str, consumer: str, min_idle_ms: int, count: int = 100
+    ) -> list[tuple[str, str, dict[str, Any]]]: ...
+    async def publish(self, kind: str, data: dict[str, Any]) -> str: ...
+    async def wait_events(self, last_id: str, block_ms: int) -> str: ...
+
+
+class Lease(Protocol):
+    """What the control plane needs of hotline.queue.leader.RedisLease."""
+
+    async def acquire(self, holder: str, ttl_ms: int) -> bool: ...
+    async def release(self, holder: str) -> bool: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ControlSettings:
     consumer: str = "control-1"
-    dispatch_interval_s: float = 0.1
+    dispatch_interval_s: float = 0.5  # the longest the idle dispatcher sleeps (events wake it)
     ring_timeout_s: float = 20.0
     lease_margin_s: float = 10.0  # an offer's lease = ring timeout + this
+    callback_ring_timeout_s: float = 30.0  # a callback's lease adds the caller's ring time
     monitor_interval_s: float = 1.0
+    leader_ttl_s: float = 5.0  # the dispatcher lease; renewed every third of it
+    claim_idle_s: float = 30.0  # a ticket event unacknowledged this long is taken over
+    watchdog_s: float = 10.0  # no offer this long with calls and agents waiting: alert
+    queue_log: Path | None = None  # where the queue_log lines go (None: not written)
+    queue_name: str = "default"
 
 
 def epoch_ms() -> int:
@@ -67,22 +101,34 @@ class Control:
         bus: ControlBus,
         store: TicketStore,
         agent_uri: Callable[[Offer], str],
+        lease: Lease | None = None,
     ) -> None:
         self.settings = settings
         self.queue = queue
         self.bus = bus
         self.store = store
         self.agent_uri = agent_uri
+        self.lease = lease
+        self.is_leader = lease is None  # without a lease (tests, a single process) it always leads
         self.offers_sent = 0
         self.records_written = 0
         self.failed_closed = 0
+        self.alerts: list[dict[str, Any]] = []
+        self._last_offer = time.monotonic()
+        self._stalled = False
+        self._queue_log = QueueLog(settings.queue_name)
 
     async def run(self) -> None:
         tasks = [
-            asyncio.create_task(self._forever(self.dispatch_step, self.settings.dispatch_interval_s), name="dispatch"),
+            asyncio.create_task(self._dispatch_loop(), name="dispatch"),
             asyncio.create_task(self._ticket_loop(), name="tickets"),
             asyncio.create_task(self._forever(self.monitor_step, self.settings.monitor_interval_s), name="monitor"),
+            asyncio.create_task(self._forever(self.watchdog_step, 1.0), name="watchdog"),
         ]
+        if self.settings.queue_log is not None:
+            tasks.append(asyncio.create_task(self._queue_log_loop(), name="queue-log"))
+        if self.lease is not None:
+            tasks.append(asyncio.create_task(self._forever(self.leadership_step, self.settings.leader_ttl_s / 3)))
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -91,6 +137,57 @@ class Control:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if self.lease is not None and self.is_leader:
+                with contextlib.suppress(Exception):
+                    await self.lease.release(self.settings.consumer)
+
+    # ------------------------------------------------------------ leadership and watchdog
+    async def leadership_step(self) -> bool:
+        """Takes or renews the dispatcher lease; returns False (the loop sleeps a third of it)."""
+        assert self.lease is not None
+        try:
+            leader = await self.lease.acquire(self.settings.consumer, int(self.settings.leader_ttl_s * 1000))
+        except Unavailable as exc:
+            leader = False
+            logger.warning("dispatcher lease: %s", exc)
+        if leader != self.is_leader:
+            logger.warning("%s %s the dispatcher", self.settings.consumer, "is now" if leader else "is no longer")
+            self._last_offer = time.monotonic()
+            self._stalled = False
+        self.is_leader = leader
+        return False
+
+    async def watchdog_step(self) -> bool:
+        """Proves the dispatcher dispatches: an alert when calls and agents wait with no offer."""
+        if not self.is_leader:
+            return False
+        now = epoch_ms()
+        waiting = [c for c in await self.queue.waiting() if c.retry_at_ms is None or c.retry_at_ms <= now]
+        available = [a for a in await self.queue.agents() if a.state == AgentState.AVAILABLE]
+        idle_s = time.monotonic() - self._last_offer
+        if not waiting or not available:
+            self._last_offer = time.monotonic()  # nothing to dispatch is not a stall
+            self._stalled = False
+            return False
+        if idle_s >= self.settings.watchdog_s and not self._stalled:
+            self._stalled = True
+            alert = {
+                "alert": "dispatch-stalled",
+                "waiting": len(waiting),
+                "available": len(available),
+                "seconds": round(idle_s, 1),
+                "by": self.settings.consumer,
+            }
+            self.alerts.append(alert)
+            logger.error(
+                "ALERT dispatch stalled: %d calls wait, %d agents available, no offer for %.0f s",
+                len(waiting),
+                len(available),
+                idle_s,
+            )
+            with contextlib.suppress(Unavailable):
+                await self.bus.publish(ev.ALERT, alert)
+        return False
 
     async def _forever(self, step: Callable[[], Any], interval: float) -> None:
         while True:
@@ -106,12 +203,38 @@ class Control:
                 await asyncio.sleep(interval)
 
     # ------------------------------------------------------------ dispatch
+    async def _dispatch_loop(self) -> None:
+        """Dispatches while there is something to dispatch; otherwise sleeps until an event
+        (a call queued, an agent's state changed) or dispatch_interval_s, whichever is first."""
+        last_id = "$"
+        interval_ms = int(self.settings.dispatch_interval_s * 1000)
+        while True:
+            try:
+                busy = await self.dispatch_step()
+            except DomainError as exc:
+                logger.warning("dispatch_step: %s", exc)
+                busy = False
+            except Exception:
+                logger.exception("dispatch_step failed")
+                busy = False
+            if busy:
+                continue
+            try:
+                last_id = await self.bus.wait_events(last_id, interval_ms)
+            except Unavailable:
+                await asyncio.sleep(self.settings.dispatch_interval_s)
+
     async def dispatch_step(self) -> bool:
         """Makes at most one offer; True if it made one (so the loop goes on at once)."""
+        if not self.is_leader:
+            return False
         lease_ms = int((self.settings.ring_timeout_s + self.settings.lease_margin_s) * 1000)
-        offer = await self.queue.dispatch_once(epoch_ms(), lease_ms)
+        callback_lease_ms = lease_ms + int(self.settings.callback_ring_timeout_s * 1000)
+        offer = await self.queue.dispatch_once(epoch_ms(), lease_ms, callback_lease_ms)
         if offer is None:
             return False
+        self._last_offer = time.monotonic()
+        self._stalled = False
         try:
             uri = self.agent_uri(offer)
         except DomainError as exc:
@@ -124,9 +247,32 @@ class Control:
             "agent_id": offer.agent_id,
             "agent_uri": uri,
         }
+        if offer.callback:
+            return await self._send_callback(offer, data)
         await self.bus.send_command(offer.worker_id, ev.CMD_OFFER, data)
         self.offers_sent += 1
         logger.info("offer %s: call %s -> agent %s (%s)", offer.offer_id, offer.call_id, offer.agent_id, uri)
+        return True
+
+    async def _send_callback(self, offer: Offer, data: dict[str, Any]) -> bool:
+        """A callback entry's turn: the live worker with the fewest calls dials it (agent first)."""
+        alive = await self.bus.alive_workers()
+        if not alive:
+            logger.warning("callback %s: no live worker to dial it; back in the queue", offer.call_id)
+            await self.queue.offer_failed(offer.offer_id, epoch_ms(), "no-worker")
+            return False
+        worker = min(sorted(alive), key=lambda w: int(alive[w].get("calls") or 0))
+        data |= {"caller": offer.caller, "attempt": offer.attempt}
+        await self.bus.send_command(worker, ev.CMD_CALLBACK, data)
+        self.offers_sent += 1
+        logger.info(
+            "callback offer %s: call %s, attempt %d, agent %s, on worker %s",
+            offer.offer_id,
+            offer.call_id,
+            offer.attempt,
+            offer.agent_id,
+            worker,
+        )
         return True
 
     # ------------------------------------------------------------ tickets
@@ -136,11 +282,24 @@ class Control:
                 await self.bus.ensure_group(TICKET_GROUP)
                 while await self.ticket_step(block_ms=0, pending=True):
                     pass
+                next_claim = 0.0
                 while True:
+                    if time.monotonic() >= next_claim:
+                        while await self.claim_step():
+                            pass
+                        next_claim = time.monotonic() + self.settings.claim_idle_s / 3
                     await self.ticket_step(block_ms=1000)
             except Unavailable as exc:
                 logger.warning("ticket writer: %s", exc)
                 await asyncio.sleep(1)
+
+    async def claim_step(self) -> int:
+        """Writes the records another (dead) consumer read but never acknowledged."""
+        idle_ms = int(self.settings.claim_idle_s * 1000)
+        entries = await self.bus.claim_stale(TICKET_GROUP, self.settings.consumer, idle_ms, 50)
+        if entries:
+            logger.warning("ticket writer: took over %d events left unacknowledged", len(entries))
+        return await self._write_records(entries)
 
     async def ticket_step(self, block_ms: int = 1000, pending: bool = False) -> int:
         """Writes the next call records; returns how many entries it handled.
@@ -149,6 +308,9 @@ class Control:
         outage but never acknowledged."""
         consumer = self.settings.consumer
         entries = await self.bus.read_events(TICKET_GROUP, consumer, 50, block_ms, pending)
+        return await self._write_records(entries)
+
+    async def _write_records(self, entries: list[tuple[str, str, dict[str, Any]]]) -> int:
         written = 0
         for entry_id, kind, data in entries:
             if kind == ev.CALL_ENDED:
@@ -172,8 +334,41 @@ class Control:
         self.records_written += written
         return len(entries)
 
+    # ------------------------------------------------------------ queue log
+    async def _queue_log_loop(self) -> None:
+        while True:
+            try:
+                await self.bus.ensure_group(QUEUE_LOG_GROUP)
+                while await self.queue_log_step(block_ms=0, pending=True):
+                    pass
+                while True:
+                    await self.queue_log_step(block_ms=1000)
+            except Unavailable as exc:
+                logger.warning("queue log: %s", exc)
+                await asyncio.sleep(1)
+            except OSError as exc:
+                logger.error("queue log: %s", exc)  # a full disk never stops the control plane
+                await asyncio.sleep(5)
+
+    async def queue_log_step(self, block_ms: int = 1000, pending: bool = False) -> int:
+        """Appends the next events to the queue log; returns how many events it read."""
+        assert self.settings.queue_log is not None
+        entries = await self.bus.read_events(QUEUE_LOG_GROUP, self.settings.consumer, 200, block_ms, pending)
+        if not entries:
+            return 0
+        now = epoch_ms()
+        lines = [line for _, kind, data in entries for line in self._queue_log.lines(kind, data, now)]
+        if lines:
+            path = self.settings.queue_log
+            await asyncio.to_thread(_append_lines, path, lines)
+        for entry_id, _, _ in entries:
+            await self.bus.ack(QUEUE_LOG_GROUP, entry_id)
+        return len(entries)
+
     # ------------------------------------------------------------ dead workers and leases
     async def monitor_step(self) -> bool:
+        if not self.is_leader:
+            return False
         for offer in await self.queue.expire_offers(epoch_ms()):
             logger.warning("offer %s expired; call %s back in the queue", offer.offer_id, offer.call_id)
         known = await self.bus.known_workers()
@@ -192,11 +387,30 @@ class Control:
         return len(calls)
 
     async def _close_failed(self, worker_id: WorkerId, call_id: CallId, info: dict[str, Any]) -> None:
+        """Closes one call of a dead worker. A caller still waiting in the queue (whose number
+        can be dialled) keeps the place as a callback entry; any other call is closed failed."""
+        # A callback attempt is tracked under its own id; the queue knows it by the original.
+        queue_call_id = CallId(str(info.get("queue_call_id") or call_id))
+        caller = str(info.get("caller") or "")
+        kept = False
+        if "queue_call_id" not in info and DIALABLE.match(caller):
+            kept = await self.queue.request_callback(call_id, caller, epoch_ms())
         existing = await asyncio.to_thread(self.store.get_call, call_id)
         if existing is None:
-            record = lost_call_record(call_id, worker_id, info, "worker died")
+            if kept:
+                reason = "worker died while the caller waited: called back at the same place"
+                record = lost_call_record(call_id, worker_id, info, reason, Outcome.CALLBACK_REQUESTED)
+            else:
+                record = lost_call_record(call_id, worker_id, info, "worker died")
             await asyncio.to_thread(self.store.save_call, record)
             self.failed_closed += 1
-        await self.queue.abandon(call_id)
-        await self.queue.call_finished(call_id, epoch_ms(), lost=True)  # the agent is free at once
+        if not kept:
+            await self.queue.abandon(queue_call_id)
+            await self.queue.call_finished(queue_call_id, epoch_ms(), lost=True)  # the agent is free at once
         await self.bus.untrack_call(worker_id, call_id)
+
+
+def _append_lines(path: Path, lines: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")

@@ -459,3 +459,93 @@ class TestEstimates:
         await offer_to(queue)
         assert await queue.estimated_wait_s(CallId("c1"), 1_000) == 0.0  # being offered
         assert await queue.estimated_wait_s(CallId("c2"), 1_000) == 180  # after a1's call
+
+
+class TestCallback:
+    """The caller presses 1 and hangs up: the entry keeps its place and is called back."""
+
+    async def test_the_entry_keeps_its_place_and_survives_abandon(self, queue: RedisCallQueue) -> None:
+        for n, arrival in ((1, 1_000), (2, 2_000), (3, 3_000)):
+            await queue.enqueue(CallId(f"c{n}"), W1, f"1380000000{n}", arrival)
+        assert await queue.request_callback(CallId("c2"), "13800000002", 4_000)
+        assert not await queue.abandon(CallId("c2"))  # its worker ends the call: the entry stays
+        waiting = await queue.waiting()
+        assert [(w.call_id, w.position, w.callback) for w in waiting] == [
+            ("c1", 1, False),
+            ("c2", 2, True),
+            ("c3", 3, False),
+        ]
+        assert await queue.position(CallId("c2")) == 2
+        assert not await queue.request_callback(CallId("nobody"), "1", 4_000)
+
+    async def test_its_offer_carries_the_number_and_the_longer_lease(self, queue: RedisCallQueue) -> None:
+        await queue.agent_login(agent(1), 100)
+        await queue.enqueue(CallId("c1"), W1, "13800000001", 1_000)
+        await queue.request_callback(CallId("c1"), "13800000001", 1_500)
+        offer = await queue.dispatch_once(2_000, 30_000, callback_lease_ms=90_000)
+        assert offer is not None
+        assert (offer.call_id, offer.callback, offer.caller, offer.attempt, offer.worker_id) == (
+            "c1",
+            True,
+            "13800000001",
+            1,
+            "",
+        )
+        assert await queue.expire_offers(91_999) == []
+        assert [o.offer_id for o in await queue.expire_offers(92_000)] == [offer.offer_id]
+        assert [w.callback for w in await queue.waiting()] == [True]  # back at its place, still a callback
+
+    async def test_an_offer_in_flight_is_withdrawn(self, queue: RedisCallQueue) -> None:
+        await queue.agent_login(agent(1), 100)
+        await queue.enqueue(CallId("c1"), W1, "13800000001", 1_000)
+        offer = await offer_to(queue, now=1_500)
+        assert await queue.request_callback(CallId("c1"), "13800000001", 1_600)
+        status = await queue.agent_status(A1)
+        assert (status.state, status.idle_since_ms) == (AgentState.AVAILABLE, 100)  # keeps his turn
+        assert not await queue.offer_failed(offer.offer_id, 1_700, "late")  # the old offer is gone
+        again = await offer_to(queue, now=1_800)
+        assert again.callback and again.call_id == "c1"
+
+    async def test_a_failed_attempt_waits_for_its_retry_time_without_losing_its_place(
+        self, queue: RedisCallQueue
+    ) -> None:
+        await queue.agent_login(agent(1), 100)
+        await queue.enqueue(CallId("c1"), W1, "13800000001", 1_000)
+        await queue.request_callback(CallId("c1"), "13800000001", 1_100)
+        await queue.enqueue(CallId("c2"), W1, "13800000002", 2_000)
+        first = await offer_to(queue, now=3_000)
+        assert first.call_id == "c1"
+        assert await queue.callback_failed(first.offer_id, 4_000, "no-answer", retry_at_ms=60_000, max_attempts=3) == 1
+        assert await state_of(queue, A1) == (AgentState.AVAILABLE, 4_000, "no-answer")  # never paused
+        assert [w.call_id for w in await queue.waiting()] == ["c1", "c2"]  # still first in line
+        passed_over = await offer_to(queue, now=5_000)
+        assert passed_over.call_id == "c2"  # c1 waits for its retry time, c2 is served meanwhile
+        assert await queue.offer_answered(passed_over.offer_id, 5_100)
+        await queue.call_finished(CallId("c2"), 6_000)
+        assert await queue.dispatch_once(59_999, 30_000) is None
+        retry = await offer_to(queue, now=60_000)
+        assert (retry.call_id, retry.attempt) == ("c1", 2)
+        assert await queue.callback_failed(retry.offer_id, 61_000, "busy", retry_at_ms=90_000, max_attempts=3) == 2
+        assert await queue.callback_failed(retry.offer_id, 61_100, "busy", retry_at_ms=90_000, max_attempts=3) == -1
+        last = await offer_to(queue, now=90_000)
+        assert last.attempt == 3
+        assert await queue.callback_failed(last.offer_id, 91_000, "no-answer", retry_at_ms=0, max_attempts=3) == 0
+        assert await queue.waiting() == []
+        assert await queue.position(CallId("c1")) is None
+
+    async def test_answered_callback_is_served_like_any_call(self, wrapping: RedisCallQueue) -> None:
+        await wrapping.agent_login(agent(1), 100)
+        await wrapping.enqueue(CallId("c1"), W1, "13800000001", 1_000)
+        await wrapping.request_callback(CallId("c1"), "13800000001", 1_100)
+        offer = await offer_to(wrapping, now=2_000)
+        assert await wrapping.offer_answered(offer.offer_id, 20_000)
+        assert (await wrapping.agent_status(A1)).state == AgentState.ON_CALL
+        await wrapping.call_finished(CallId("c1"), 80_000)
+        assert (await wrapping.agent_status(A1)).state == AgentState.WRAP_UP
+        assert await wrapping.waiting() == []
+
+    async def test_a_callback_needs_a_number(self, queue: RedisCallQueue) -> None:
+        await queue.enqueue(CallId("c1"), W1, "", 1_000)
+        for bad in ("", " ", "1 2"):
+            with pytest.raises(InvalidRequest):
+                await queue.request_callback(CallId("c1"), bad, 2_000)

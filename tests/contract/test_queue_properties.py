@@ -1,11 +1,14 @@
 """Property test: random interleavings of queue operations against a real redis-server.
 
-A reference model predicts every result: plain Python for the calls, offers and the handle-time
-average, and the sans-IO agent_state.AgentMachine for every agent (the spec the Lua scripts
-mirror). After every step the Redis state must match it, every agent.state event the scripts
-published must be the model's Changed, and the ACD invariants must hold: no agent holds two
-offers or calls, no call is offered to two agents, no entry is lost or duplicated, the waiting
-calls are ordered by priority and by arrival within a priority.
+A reference model predicts every result: plain Python for the calls, offers, callbacks and the
+handle-time average, the sans-IO agent_state.AgentMachine for every agent and routing.choose
+for every dispatch (the specs the Lua scripts mirror), under each strategy with random agent
+skills, random call requirements and widening. After every step the Redis state must match it,
+every agent.state event the scripts published must be the model's Changed, and the ACD
+invariants must hold: no agent holds two offers or calls, no call is offered to two agents, no
+entry is lost or duplicated, the waiting calls are ordered by priority and by arrival within a
+priority; and after a dispatch that made no offer, no available agent is eligible for a waiting
+call whose turn has come.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ from hypothesis.stateful import (
 from hotline.core import events
 from hotline.core.errors import Conflict, IllegalTransition
 from hotline.core.model import Actor, Agent, AgentId, AgentState, CallId, OfferId, Priority, WorkerId
+from hotline.core.ports import QUEUE_FULL
 from hotline.queue import agent_state as ag
-from hotline.queue import keys
+from hotline.queue import keys, routing
 from hotline.queue.acd import AcdPolicy, RedisCallQueue
 from hotline.queue.estimate import next_handle_average
 
@@ -50,6 +54,9 @@ LIVE = st.sampled_from([True, True, True, False])
 REASONS = st.sampled_from(["小休", "用餐", "培训"])
 FAILURES = st.sampled_from(["no-answer", "busy", "not-registered", "no-such-call"])
 SAMPLES = 3  # handle-time window, small so the exponential part is reached
+SKILLS = ["zh", "en", "complaint"]
+AGENT_SKILLS = st.dictionaries(st.sampled_from(SKILLS), st.integers(1, 3), max_size=3)
+CALL_SKILLS = st.lists(st.sampled_from(SKILLS[1:]), unique=True, max_size=2).map(lambda s: tuple(sorted(s)))
 # What agents ask for themselves (or a supervisor for them).
 REQUESTS = st.one_of(
     st.builds(ag.Pause, REASONS, st.sampled_from(list(Actor))),
@@ -63,6 +70,10 @@ class ModelEntry:
     arrival: int
     priority: Priority
     offer: OfferId | None = None  # None while waiting
+    skills: tuple[str, ...] = ()
+    callback: bool = False
+    not_before: int | None = None  # a callback's retry time
+    callback_attempts: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,8 +86,11 @@ class ModelOffer:
 class Model:
     """What the queue must do: calls in plain Python, agents as AgentMachines."""
 
-    def __init__(self, policy: ag.AgentPolicy) -> None:
+    def __init__(self, policy: ag.AgentPolicy, acd: AcdPolicy) -> None:
         self.policy = policy
+        self.acd = acd
+        self.skills: dict[AgentId, dict[str, int]] = {}  # as given at the last login
+        self.last_offered: AgentId | None = None
         self.entries: dict[CallId, ModelEntry] = {}
         self.machines: dict[AgentId, ag.AgentMachine] = {}
         self.idle: dict[AgentId, int] = {}  # from JoinIdleLine / LeaveIdleLine
@@ -92,6 +106,50 @@ class Model:
 
     def available(self) -> list[AgentId]:
         return sorted(self.idle, key=lambda a: (self.idle[a], a))
+
+    def routing_calls(self) -> list[routing.Waiting]:
+        return [
+            routing.Waiting(c, self.entries[c].arrival, self.entries[c].skills, self.entries[c].not_before or 0)
+            for c in self.waiting()
+        ]
+
+    def routing_agents(self) -> list[routing.Candidate]:
+        result = []
+        for agent in self.available():
+            machine = self.machines[agent]
+            skills = self.skills[agent]
+            result.append(routing.Candidate(agent, self.idle[agent], skills, machine.calls_answered, machine.talk_ms))
+        return result
+
+    def choose(self, now: int) -> tuple[CallId, AgentId] | None:
+        """Where the next offer goes (routing.choose, the rules dispatch.lua carries out)."""
+        picked = routing.choose(
+            self.routing_calls(),
+            self.routing_agents(),
+            strategy=self.acd.strategy,
+            required=self.acd.required_skills,
+            steps=routing.steps_ms(self.acd.skill_steps),
+            now_ms=now,
+            last_offered=self.last_offered,
+        )
+        return None if picked is None else (CallId(picked[0].call_id), AgentId(picked[1].agent_id))
+
+    def servable_pairs(self, now: int) -> list[tuple[CallId, AgentId]]:
+        """Every (waiting call whose turn has come, available agent eligible for it) pair."""
+        steps = routing.steps_ms(self.acd.skill_steps)
+        pairs = []
+        for call in self.waiting():
+            entry = self.entries[call]
+            if (entry.not_before or 0) > now:
+                continue
+            needed = set(self.acd.required_skills) | set(entry.skills)
+            level = routing.min_level(steps, now - entry.arrival)
+            pairs += [(call, a) for a in self.idle if routing.eligible(self.skills[a], needed, level)]
+        return pairs
+
+    def status(self, agent: AgentId) -> Any:
+        """The agent's status as the queue must report it: his machine's, with his skills."""
+        return dataclasses.replace(self.machines[agent].status(), skills=self.skills[agent])
 
     def apply(self, agent: AgentId, event: ag.Event, now: int) -> None:
         """Feeds the agent's machine and carries out its commands on the model."""
@@ -126,6 +184,7 @@ class Model:
 class QueueMachine(RuleBasedStateMachine):
     loop: asyncio.AbstractEventLoop  # one per test, owned (and closed) by the test function
     policy: ag.AgentPolicy
+    acd: dict[str, Any]  # the routing part of the queue's AcdPolicy
 
     def __init__(self, url: str) -> None:
         super().__init__()
@@ -133,10 +192,12 @@ class QueueMachine(RuleBasedStateMachine):
         sync.flushdb()
         sync.close()
         self.client = redis.asyncio.Redis.from_url(url)
-        self.queue = RedisCallQueue(self.client, policy=AcdPolicy(agent=self.policy, handle_samples=SAMPLES))
-        self.model = Model(self.policy)
+        acd = AcdPolicy(agent=self.policy, handle_samples=SAMPLES, **self.acd)
+        self.queue = RedisCallQueue(self.client, policy=acd)
+        self.model = Model(self.policy, acd)
         self.now = 1_000
         self.seen_offers: list[OfferId] = []
+        self.callback_offers: list[OfferId] = []  # offers ever made of callback entries
         self.stream_seen = "0-0"
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -161,10 +222,10 @@ class QueueMachine(RuleBasedStateMachine):
     )
     def busy_start(self, agents: list[AgentId], calls: list[CallId]) -> None:
         """Most runs start with agents at work and callers waiting: busier runs reach more states."""
-        for agent in agents:
-            self.login(agent, 1, Actor.AGENT)
-        for call in calls:
-            self.enqueue(call, 0, Priority.NORMAL)
+        for n, agent in enumerate(agents):
+            self.login(agent, 1, Actor.AGENT, {"zh": 1 + n % 3, SKILLS[1 + n % 2]: 1})
+        for n, call in enumerate(calls):
+            self.enqueue(call, 0, Priority.NORMAL, (SKILLS[1 + n % 2],) if n % 3 == 2 else ())
 
     @rule(step=st.integers(0, 150))
     def tick(self, step: int) -> None:
@@ -172,16 +233,24 @@ class QueueMachine(RuleBasedStateMachine):
 
     # --- calls ---------------------------------------------------------------------------
 
-    @rule(call=st.sampled_from(CALLS), offset=st.integers(-30, 30), priority=st.sampled_from(list(Priority)))
-    def enqueue(self, call: CallId, offset: int, priority: Priority) -> None:
+    @rule(
+        call=st.sampled_from(CALLS),
+        offset=st.integers(-30, 30),
+        priority=st.sampled_from(list(Priority)),
+        skills=CALL_SKILLS,
+    )
+    def enqueue(self, call: CallId, offset: int, priority: Priority, skills: tuple[str, ...]) -> None:
         arrival = max(0, self.now + offset)  # late-reported and equal arrivals happen
-        got = self.run(self.queue.enqueue(call, W, "138", arrival, priority))
+        got = self.run(self.queue.enqueue(call, W, "138", arrival, priority, skills))
         m = self.model
         if call in m.oncall or (call in m.entries and m.entries[call].offer is not None):
             assert got == 0
             return
         if call not in m.entries:
-            m.entries[call] = ModelEntry(arrival, priority)
+            if m.acd.max_length is not None and len(m.entries) >= m.acd.max_length:
+                assert got == QUEUE_FULL
+                return
+            m.entries[call] = ModelEntry(arrival, priority, skills=skills)
         assert got == m.waiting().index(call) + 1
 
     @rule(call=st.sampled_from(CALLS), level=st.sampled_from(list(Priority)))
@@ -198,11 +267,60 @@ class QueueMachine(RuleBasedStateMachine):
     def abandon(self, call: CallId) -> None:
         got = self.run(self.queue.abandon(call))
         m = self.model
+        if call in m.entries and m.entries[call].callback:
+            assert not got  # its caller hung up on purpose: only its own outcome removes it
+            return
         entry = m.entries.pop(call, None)
         assert got == (entry is not None)
         if entry is not None and entry.offer is not None:
             offer = m.offers.pop(entry.offer)
             m.apply(offer.agent, ag.OfferWithdrawn(entry.offer), self.now)
+
+    @rule(call=st.sampled_from(CALLS), dt=DT)
+    def request_callback(self, call: CallId, dt: int) -> None:
+        self.advance(dt)
+        got = self.run(self.queue.request_callback(call, "13800000000", self.now))
+        m = self.model
+        entry = m.entries.get(call)
+        assert got == (entry is not None)
+        if entry is None:
+            return
+        if entry.offer is not None:
+            offer = m.offers.pop(entry.offer)
+            m.apply(offer.agent, ag.OfferWithdrawn(entry.offer, ag.CALLBACK_REQUESTED), self.now)
+            entry.offer = None
+        entry.callback = True
+
+    @precondition(lambda self: bool(self.callback_offers))
+    @rule(
+        pick=st.integers(0, 10_000),
+        dt=DT,
+        live=LIVE,
+        reason=FAILURES,
+        retry=st.integers(0, 100),
+        max_attempts=st.integers(1, 3),
+    )
+    def callback_failed(self, pick: int, dt: int, live: bool, reason: str, retry: int, max_attempts: int) -> None:
+        """The caller we called back did not answer (the agent was on the line)."""
+        self.advance(dt)
+        m = self.model
+        alive = sorted(o for o in self.callback_offers if o in m.offers)
+        choices = alive if live and alive else self.callback_offers
+        offer_id = choices[pick % len(choices)]
+        got = self.run(self.queue.callback_failed(offer_id, self.now, reason, self.now + retry, max_attempts))
+        if offer_id not in m.offers:
+            assert got == -1
+            return
+        offer = m.offers.pop(offer_id)
+        m.apply(offer.agent, ag.OfferFailed(offer_id, reason), self.now)
+        entry = m.entries[offer.call]
+        entry.callback_attempts += 1
+        if entry.callback_attempts >= max_attempts:
+            del m.entries[offer.call]
+            assert got == 0
+            return
+        entry.offer, entry.not_before = None, self.now + retry
+        assert got == entry.callback_attempts
 
     @precondition(lambda self: any(e.offer for e in self.model.entries.values()))
     @rule(pick=st.integers(0, 10_000))
@@ -212,14 +330,15 @@ class QueueMachine(RuleBasedStateMachine):
 
     # --- agents --------------------------------------------------------------------------
 
-    @rule(agent=st.sampled_from(AGENTS), dt=DT, by=st.sampled_from(list(Actor)))
-    def login(self, agent: AgentId, dt: int, by: Actor) -> None:
+    @rule(agent=st.sampled_from(AGENTS), dt=DT, by=st.sampled_from(list(Actor)), skills=AGENT_SKILLS)
+    def login(self, agent: AgentId, dt: int, by: Actor, skills: dict[str, int]) -> None:
         self.advance(dt)
-        status = self.run(self.queue.agent_login(Agent(agent, agent, f"ext-{agent}"), self.now, by))
+        status = self.run(self.queue.agent_login(Agent(agent, agent, f"ext-{agent}", skills=skills), self.now, by))
         m = self.model
         m.machines.setdefault(agent, ag.AgentMachine(agent, m.policy))
+        m.skills[agent] = skills  # a login of an agent logged in already changes his skills too
         m.apply(agent, ag.Login(by), self.now)
-        assert status == m.machines[agent].status()
+        assert status == m.status(agent)
 
     @rule(agent=st.sampled_from(AGENTS), dt=DT, reason=st.sampled_from(["", "下班"]))
     def logout(self, agent: AgentId, dt: int, reason: str) -> None:
@@ -237,7 +356,7 @@ class QueueMachine(RuleBasedStateMachine):
             assert (status.state, status.since_ms) == (AgentState.LOGGED_OUT, 0)
             return
         m.apply(agent, ag.Logout(reason=reason), self.now)
-        assert status == machine.status()
+        assert status == m.status(agent)
 
     def request(self, agent: AgentId, event: ag.Pause | ag.Resume | ag.WrapUpDone) -> None:
         machine = self.model.machines.get(agent)
@@ -254,7 +373,7 @@ class QueueMachine(RuleBasedStateMachine):
             return
         status = self.run(call)
         self.model.apply(agent, event, self.now)
-        assert status == machine.status()
+        assert status == self.model.status(agent)
 
     @rule(agent=st.sampled_from(AGENTS), dt=DT, event=REQUESTS)
     def agent_request(self, agent: AgentId, dt: int, event: ag.Pause | ag.Resume | ag.WrapUpDone) -> None:
@@ -268,14 +387,21 @@ class QueueMachine(RuleBasedStateMachine):
         self.advance(dt)
         offer = self.run(self.queue.dispatch_once(self.now, lease))
         m = self.model
-        waiting, available = m.waiting(), m.available()
-        if not waiting or not available:
+        expected = m.choose(self.now)
+        if expected is None:
             assert offer is None
+            # no eligible agent is left idle while a call he can take waits (its turn come)
+            assert m.servable_pairs(self.now) == []
             return
         assert offer is not None
-        assert (offer.call_id, offer.agent_id) == (waiting[0], available[0])
+        assert (offer.call_id, offer.agent_id) == expected
+        entry = m.entries[offer.call_id]
+        assert (offer.callback, offer.skills) == (entry.callback, entry.skills)
         assert offer.offer_id not in self.seen_offers
         self.seen_offers.append(offer.offer_id)
+        if entry.callback:
+            self.callback_offers.append(offer.offer_id)
+        m.last_offered = offer.agent_id
         m.offers[offer.offer_id] = ModelOffer(offer.call_id, offer.agent_id, self.now + lease)
         m.entries[offer.call_id].offer = offer.offer_id
         m.apply(offer.agent_id, ag.Offer(offer.call_id, offer.offer_id), self.now)
@@ -324,7 +450,7 @@ class QueueMachine(RuleBasedStateMachine):
         answered = sorted(self.model.oncall)
         self.finish(answered[pick % len(answered)], dt, lost)
 
-    @precondition(lambda self: bool(self.model.waiting()) and bool(self.model.available()))
+    @precondition(lambda self: self.model.choose(self.now) is not None)
     @rule(dt=DT, talk=st.integers(0, 60))
     def serve_one(self, dt: int, talk: int) -> None:
         """A whole call in one step (offer, answer, hang-up): with swarm testing the three rules
@@ -362,6 +488,9 @@ class QueueMachine(RuleBasedStateMachine):
         assert [w.position for w in waiting] == list(range(1, len(waiting) + 1))
         assert [w.call_id for w in waiting] == m.waiting()
         assert [w.priority for w in waiting] == [m.entries[c].priority for c in m.waiting()]
+        assert [(w.skills, w.callback, w.retry_at_ms) for w in waiting] == [
+            (m.entries[c].skills, m.entries[c].callback, m.entries[c].not_before) for c in m.waiting()
+        ]
 
         # each offered call is held by exactly one RESERVED agent, who holds only it
         offered_to = {w.call_id: w.offered_to for w in offered}
@@ -383,7 +512,7 @@ class QueueMachine(RuleBasedStateMachine):
         # every agent exactly as his machine says (state, since, call, reason, idle line, wrap-up)
         assert set(statuses) == set(m.machines)
         for agent_id, status in statuses.items():
-            assert status == m.machines[agent_id].status(), agent_id
+            assert status == m.status(agent_id), agent_id
         assert {a for a, s in statuses.items() if s.state is AgentState.AVAILABLE} == set(m.idle)
         for call in CALLS:
             position = self.run(self.queue.position(call))
@@ -411,27 +540,53 @@ class QueueMachine(RuleBasedStateMachine):
         return result
 
 
-POLICIES = {
-    "wrap-up-and-autopause": ag.AgentPolicy(wrap_up_ms=20, pause_on_agent_failure=True),
-    "no-wrap-up-no-autopause": ag.AgentPolicy(wrap_up_ms=0, pause_on_agent_failure=False),
+WRAP = ag.AgentPolicy(wrap_up_ms=20, pause_on_agent_failure=True)
+NO_WRAP = ag.AgentPolicy(wrap_up_ms=0, pause_on_agent_failure=False)
+# (agent policy, routing part of the AcdPolicy, examples): each strategy, with and without
+# queue skills and widening (steps in s: time moves by ms here, so they are a few ms apart).
+CONFIGS: dict[str, tuple[ag.AgentPolicy, dict[str, Any], int]] = {
+    "longest-idle-wrap-up-and-autopause": (WRAP, {}, 100),
+    "longest-idle-skills-max-length-no-wrap-up": (
+        NO_WRAP,
+        {"required_skills": ("zh",), "skill_steps": ((0, 2), (0.04, 1), (0.1, 0)), "max_length": 4},
+        100,
+    ),
+    "round-robin": (WRAP, {"strategy": "round_robin", "skill_steps": ((0, 3), (0.05, 1))}, 50),
+    "fewest-calls": (
+        NO_WRAP,
+        {"strategy": "fewest_calls", "required_skills": ("zh",), "skill_steps": ((0, 1), (0.12, 0))},
+        50,
+    ),
+    "least-talk-time": (WRAP, {"strategy": "least_talk_time"}, 50),
+    "skills-weighted": (
+        NO_WRAP,
+        {
+            "strategy": "skills_weighted",
+            "required_skills": ("zh",),
+            "skill_steps": ((0, 3), (0.03, 2), (0.06, 1), (0.1, 0)),
+        },
+        50,
+    ),
 }
 
 
 # Passing takes seconds; a failure is shrunk for minutes (each step is a dozen Redis round
 # trips), which the default per-test timeout would cut off before the counterexample is printed.
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("policy", list(POLICIES.values()), ids=list(POLICIES))
-def test_random_interleavings_keep_the_queue_consistent(redis_url: str, policy: ag.AgentPolicy) -> None:
+@pytest.mark.parametrize("config", list(CONFIGS.values()), ids=list(CONFIGS))
+def test_random_interleavings_keep_the_queue_consistent(
+    redis_url: str, config: tuple[ag.AgentPolicy, dict[str, Any], int]
+) -> None:
     class OnThisServer(QueueMachine):
         def __init__(self) -> None:
             super().__init__(redis_url)
 
-    OnThisServer.policy = policy
+    OnThisServer.policy, OnThisServer.acd, examples = config
     OnThisServer.loop = asyncio.new_event_loop()
     try:
         run_state_machine_as_test(
             OnThisServer,
-            settings=settings(max_examples=100, stateful_step_count=50, deadline=None),
+            settings=settings(max_examples=examples, stateful_step_count=50, deadline=None),
         )
     finally:
         OnThisServer.loop.close()

@@ -158,6 +158,11 @@ class TestOffers:
         ]
         assert (m.since_ms, m.status().idle_since_ms) == (100, 100)
 
+    def test_withdrawn_for_a_callback_says_so(self) -> None:
+        m = in_state(S.RESERVED)
+        out = m.handle(OfferWithdrawn(O1, ag.CALLBACK_REQUESTED), 700)
+        assert changed(out)[0].reason == m.reason == "callback"
+
     @pytest.mark.parametrize("reason", ["no-answer", "busy", "not-registered"])
     def test_agent_side_failure_pauses_him_with_the_reason(self, reason: str) -> None:
         m = in_state(S.RESERVED)
@@ -259,6 +264,27 @@ class TestPause:
     def test_resume_only_ends_a_pause(self, state: AgentState) -> None:
         with pytest.raises(IllegalTransition):
             in_state(state).handle(Resume(), 9_000)
+
+
+class TestCounts:
+    """What the fewest_calls and least_talk_time strategies read: counted since his login."""
+
+    def test_answered_calls_and_talk_time_add_up_until_the_next_login(self) -> None:
+        m = machine()
+        m.handle(Login(), 100)
+        for n, (answered, ended, lost) in enumerate([(1_000, 61_000, False), (70_000, 80_000, True)]):
+            offer = OfferId(f"c{n}:1")
+            m.handle(Offer(CallId(f"c{n}"), offer), answered - 500)
+            m.handle(Answered(offer), answered)
+            m.handle(CallEnded(CallId(f"c{n}"), lost=lost), ended)
+        m.handle(Offer(C1, O1), 90_000)
+        m.handle(OfferFailed(O1, "no-answer"), 95_000)  # not answered: not counted
+        assert (m.status().calls_answered, m.status().talk_ms) == (2, 70_000)
+        m.handle(Login(), 100_000)  # logged in already: nothing resets
+        m.handle(Logout(), 150_000)
+        assert (m.status().calls_answered, m.status().talk_ms) == (2, 70_000)  # kept while out
+        m.handle(Login(), 200_000)
+        assert (m.status().calls_answered, m.status().talk_ms) == (0, 0)
 
 
 def test_changed_as_event_data() -> None:

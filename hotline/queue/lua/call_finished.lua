@@ -1,6 +1,7 @@
 -- ARGV: call_id, now_ms, lost ("1": the system lost the call). The agent who had this call goes
 -- to wrap-up (WRAP_UP_MS; 0: available, idle since now) and the call's handle time joins the
--- moving average; a lost call makes him available at once and is not averaged.
+-- moving average; a lost call makes him available at once and is not averaged. Either way the
+-- call's talk time (answered to now) adds to his talk_ms (least_talk_time strategy).
 -- Returns 1 if an agent had the call, else 0 (a repeated or unknown call changes nothing).
 local now = tonumber(ARGV[2])
 end_wrap_ups(now)
@@ -11,6 +12,7 @@ end
 redis.call('HDEL', K_ONCALL, ARGV[1])
 local agent = get_json(K_AGENTS, agent_id)
 if agent and agent.state == 'on_call' and agent.call_id == ARGV[1] then
+  agent.talk_ms = (agent.talk_ms or 0) + math.max(0, now - agent.since_ms)
   if ARGV[3] == '1' then
     make_available(agent, 'call_ended', now, 'system', CALL_LOST)
   else

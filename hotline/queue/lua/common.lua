@@ -14,7 +14,7 @@
 -- KEYS, in the order of keys.AcdKeys.all():
 local K_WAITING, K_CALLS, K_OFFERS, K_LEASES = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_AGENTS, K_AVAILABLE, K_ONCALL, K_SEQ = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local K_WRAP_UPS, K_STATS, K_EVENTS = KEYS[11], KEYS[12], KEYS[13]
+local K_WRAP_UPS, K_STATS, K_EVENTS, K_LAST_OFFERED = KEYS[11], KEYS[12], KEYS[13], KEYS[14]
 
 local function get_json(key, field)
   local raw = redis.call('HGET', key, field)

@@ -16,6 +16,7 @@ drop_offer(offer)
 redis.call('HDEL', K_CALLS, offer.call_id)
 leave_lines(offer.call_id)
 agent.call_id = offer.call_id
+agent.calls_answered = (agent.calls_answered or 0) + 1
 move(agent, 'answered', 'on_call', now, 'agent', '')
 redis.call('HSET', K_ONCALL, offer.call_id, agent.agent_id)
 return 1
