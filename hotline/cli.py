@@ -48,21 +48,72 @@ def wav_seconds(path: Path) -> float:
         return w.getnframes() / float(w.getframerate())
 
 
-def load_prompts(config: Config) -> dict[str, Any]:
+def prompt_library(config: Config) -> Any:
+    """The prompts: the city's own recordings first, then the shipped ones (docs/prompts.md).
+
+    `prompts_dir` is the default language's shipped folder (config/prompts/zh-CN), so its parent
+    holds every language and its name is the default language.
+    """
+    from hotline.runtime.prompts import PromptLibrary
+
+    shipped = Path(config.prompts_dir)
+    override = Path(config.prompts_override_dir) if config.prompts_override_dir else config.data_path / "prompts"
+    return PromptLibrary([override, shipped.parent], prompt_cache_dir(config), default_language=shipped.name)
+
+
+def prompt_cache_dir(config: Config) -> Path:
+    return config.data_path / "cache" / "prompts"
+
+
+def load_prompts(config: Config, library: Any = None) -> dict[str, Any]:
     from hotline.runtime.worker import Prompt
 
-    base = Path(config.prompts_dir)
-    prompts: dict[str, Any] = {}
-    missing = []
-    for name in PROMPTS:
-        path = base / f"{name}.wav"
-        if not path.exists():
-            missing.append(str(path))
-            continue
-        prompts[name] = Prompt(str(path.resolve()), wav_seconds(path))
-    if missing:
-        raise ConfigError(f"missing prompts: {', '.join(missing)} (run `make prompts`)")
-    return prompts
+    library = library or prompt_library(config)
+    problems = library.validate(PROMPTS)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return {name: Prompt(str(library.path(name)), library.seconds(name)) for name in PROMPTS}
+
+
+async def knowledge_audio(config: Config, library: Any) -> Any:
+    """Audio for every knowledge-base answer (rendered now where its text changed); None if the base is unusable."""
+    from hotline.runtime.kb_audio import prepare_kb_audio
+
+    try:
+        return await asyncio.to_thread(
+            prepare_kb_audio, Path(config.knowledge_dir), library, Path(config.prompts_dir), prompt_cache_dir(config)
+        )
+    except ConfigError as exc:
+        logger.error("knowledge-base answers have no audio: %s", exc.message)
+        return None
+
+
+def ivr_flow(config: Config, library: Any = None) -> Any:
+    """The IVR flow callers go through (`ivr.flow`), after checking every file in `ivr.dir`;
+    ConfigError lists every problem as file:line. Its prompts are checked against the library."""
+    from hotline.ivr.loader import select_flow
+
+    library = library or prompt_library(config)
+    spec = select_flow(Path(config.ivr.dir), config.ivr.flow, library.names())
+    for warning in spec.warnings:
+        logger.warning("ivr: %s", warning)
+    return spec
+
+
+def ticket_status_lookup(config: Config, spec: Any) -> tuple[Any, Any]:
+    """(lookup, store) for a flow with a ticket-status node, else (None, None): the store's
+    synchronous query, run in a thread."""
+    from hotline.ivr.spec import LookupNode
+
+    if not any(isinstance(node, LookupNode) for node in spec.nodes.values()):
+        return None, None
+    store = open_store(config)
+
+    async def lookup(number: str) -> str | None:
+        status = await asyncio.to_thread(store.ticket_status, number)
+        return None if status is None else str(getattr(status, "value", status))
+
+    return lookup, store
 
 
 def redis_client(config: Config) -> Any:
@@ -75,16 +126,39 @@ def redis_client(config: Config) -> Any:
 
 def make_queue(config: Config, client: Any) -> Any:
     """The queue adapter with the queue's policy: every process of a queue must use the same."""
-    from hotline.queue.acd import AcdPolicy, RedisCallQueue
-    from hotline.queue.agent_state import AgentPolicy
+    from hotline.queue.acd import RedisCallQueue
 
-    policy = AcdPolicy(
-        agent=AgentPolicy(
-            wrap_up_ms=int(config.queue.wrap_up_s * 1000),
-            pause_on_agent_failure=config.queue.pause_on_agent_failure,
+    return RedisCallQueue(client, config.redis_prefix, config.queue.name, policy=queue_policy(config))
+
+
+def queue_policy(config: Config) -> Any:
+    """The queue's AcdPolicy from `queue:`; ConfigError naming what is wrong."""
+    from hotline.core.errors import InvalidRequest
+    from hotline.queue.acd import AcdPolicy
+    from hotline.queue.agent_state import AgentPolicy
+    from hotline.queue.routing import DEFAULT_STEPS, Strategy
+
+    q = config.queue
+    steps = DEFAULT_STEPS
+    if q.skill_steps.strip():
+        try:
+            steps = tuple(
+                (float(after), int(level))
+                for after, level in (step.split(":") for step in q.skill_steps.split(",") if step.strip())
+            )
+        except ValueError as exc:
+            raise ConfigError(f"queue.skill_steps: expected 'after_s:min_level, ...', got {q.skill_steps!r}") from exc
+    try:
+        policy = AcdPolicy(
+            agent=AgentPolicy(wrap_up_ms=int(q.wrap_up_s * 1000), pause_on_agent_failure=q.pause_on_agent_failure),
+            strategy=Strategy(q.strategy),
+            required_skills=q.skills,
+            skill_steps=steps,
+            service_level_s=q.service_level_s,
         )
-    )
-    return RedisCallQueue(client, config.redis_prefix, config.queue.name, policy=policy)
+    except (ValueError, InvalidRequest) as exc:  # an unknown strategy, a bad skill or step
+        raise ConfigError(f"queue: {exc}") from exc
+    return policy
 
 
 def open_store(config: Config) -> Any:
@@ -108,6 +182,7 @@ def agent_uri_for(config: Config) -> Any:
 # ------------------------------------------------------------------ worker
 async def run_worker(config: Config, index: int) -> None:
     from hotline.queue.bus import RedisEventBus
+    from hotline.runtime.callback import CallbackConfig
     from hotline.runtime.worker import Worker, WorkerSettings
     from hotline.sip.endpoint import SipEndpoint
     from hotline.sip.events import SipSettings
@@ -119,14 +194,27 @@ async def run_worker(config: Config, index: int) -> None:
     bus = RedisEventBus(client, config.redis_prefix)
     log_dir = config.data_path / "log"
     log_dir.mkdir(parents=True, exist_ok=True)
+    library = prompt_library(config)
+    flow = ivr_flow(config, library)
+    ticket_status, ticket_store = ticket_status_lookup(config, flow)
     settings = WorkerSettings(
         worker_id=worker_id,
         recordings_dir=config.recordings_path,
         spool_dir=config.data_path / "spool",
-        prompts=load_prompts(config),
+        prompts=load_prompts(config, library),
         ring_timeout_s=config.queue.ring_timeout_s,
+        prompt_library=library,
+        kb_audio=await knowledge_audio(config, library),
+        ivr_flow=flow,
+        callback=CallbackConfig(
+            dial_template=config.callback_dial_template,
+            ring_timeout_s=config.queue.ring_timeout_s,
+            caller_ring_timeout_s=config.callback.caller_ring_timeout_s,
+            retry_s=config.callback.retry_s,
+            max_attempts=config.callback.max_attempts,
+        ),
     )
-    worker = Worker(settings, queue, bus)
+    worker = Worker(settings, queue, bus, ticket_status=ticket_status)
     loop = asyncio.get_running_loop()
     rtp_first, rtp_count = config.rtp_ports(index)
     sip_settings = SipSettings(
@@ -151,6 +239,8 @@ async def run_worker(config: Config, index: int) -> None:
     finally:
         await asyncio.to_thread(sip.stop)
         await client.aclose()
+        if ticket_store is not None:
+            ticket_store.close()
 
 
 # ------------------------------------------------------------------ control
@@ -159,6 +249,7 @@ async def run_control(config: Config) -> None:
 
     from hotline.agent_desktop.app import make_app
     from hotline.queue.bus import RedisEventBus
+    from hotline.queue.leader import RedisLease
     from hotline.runtime.control import Control, ControlSettings
 
     client = redis_client(config)
@@ -169,11 +260,15 @@ async def run_control(config: Config) -> None:
         ControlSettings(
             consumer=f"control-{socket.gethostname()}-{os.getpid()}",
             ring_timeout_s=config.queue.ring_timeout_s,
+            callback_ring_timeout_s=config.callback.caller_ring_timeout_s,
+            queue_log=config.data_path / "log" / "queue_log",
+            queue_name=config.queue.name,
         ),
         queue,
         bus,
         store,
         agent_uri_for(config),
+        lease=RedisLease(client, "dispatcher", config.redis_prefix),
     )
     app = make_app(queue, store)
     runner = web.AppRunner(app)
@@ -191,6 +286,68 @@ async def run_control(config: Config) -> None:
         pass
     finally:
         await runner.cleanup()
+        await client.aclose()
+        store.close()
+
+
+# ------------------------------------------------------------------ speech
+def speech_engine_spec(config: Config) -> Any:
+    """The recognition pool's engine for `asr.engine`, its model checked here (not in the pool)."""
+    from hotline.asr.models import vosk_korean_model_dir, whisper_model_dir
+    from hotline.asr.pool import VoskSpec, WhisperSpec
+
+    if config.asr.engine == "whisper":
+        return WhisperSpec(whisper_model_dir())
+    from hotline.asr.models import DEFAULT_MODELS_DIR
+
+    chinese = DEFAULT_MODELS_DIR / "vosk-model-cn-0.22"
+    if (chinese / "am" / "final.mdl").is_file():
+        return VoskSpec(chinese, language="zh")
+    return VoskSpec(vosk_korean_model_dir(), language="ko")
+
+
+async def run_speech(config: Config) -> None:
+    from hotline.asr.intake import Intake, load_lexicon
+    from hotline.asr.knowledge import KnowledgeBase
+    from hotline.asr.pool import RecognitionPool
+    from hotline.queue.bus import RedisEventBus
+    from hotline.runtime.speech import SpeechService, SpeechSettings
+
+    spec = speech_engine_spec(config)
+    intake = Intake(load_lexicon(config.intake_lexicon))
+    knowledge = KnowledgeBase.load(config.knowledge_dir)
+    await asyncio.to_thread(Intake.warm_up)
+
+    def new_pool() -> Any:
+        return RecognitionPool([spec], processes=config.asr.processes)
+
+    client = redis_client(config)
+    store = open_store(config)
+    service = SpeechService(
+        SpeechSettings(
+            consumer=f"speech-{socket.gethostname()}",  # the same after a restart: it re-reads its pending entries
+            engine=spec.name,
+            emergency_priority=config.asr.emergency_priority,
+            scratch_dir=config.data_path / "tmp",
+        ),
+        new_pool,
+        intake,
+        knowledge,
+        RedisEventBus(client, config.redis_prefix),
+        make_queue(config, client),
+        store,
+    )
+    await asyncio.to_thread(service.pool.start, 300)  # models loaded before the first call
+    logger.info("speech ready: %s in %d process(es)", spec.name, config.asr.processes)
+    loop = asyncio.get_running_loop()
+    task = asyncio.create_task(service.run())
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    finally:
         await client.aclose()
         store.close()
 
@@ -310,6 +467,8 @@ def serve(config: Config, config_file: str | None) -> int:
             ready=lambda: http_ready(config.http.host, config.http.port),
         )
     )
+    if config.asr.enabled:
+        sup.add(Child("speech", [python, "-m", "hotline", "speech"], env=env, log_path=data / "log" / "speech.log"))
     try:
         sup.start_all()
         if kamailio is not None:
@@ -355,6 +514,14 @@ def doctor_problems(config: Config) -> list[str]:
         load_prompts(config)
     except ConfigError as exc:
         problems.append(exc.message)
+    try:
+        ivr_flow(config)
+    except ConfigError as exc:
+        problems.append(f"ivr: {exc.message}")
+    try:
+        queue_policy(config)
+    except ConfigError as exc:
+        problems.append(exc.message)
     return problems
 
 
@@ -392,11 +559,19 @@ def agents_cmd(config: Config, args: argparse.Namespace) -> int:
     store = open_store(config)
     try:
         if args.agents_cmd == "add":
+            skills: dict[str, int] = {}
+            for item in args.skill:
+                name, _, level = item.rpartition(":")
+                if not name or not level.isdigit():
+                    print(f"hotline agents add: --skill wants NAME:LEVEL (e.g. 投诉:3), got {item!r}", file=sys.stderr)
+                    return 2
+                skills[name] = int(level)
             agent = Agent(
                 AgentId(args.agent_id),
                 args.name or args.agent_id,
                 args.extension or args.agent_id,
                 args.sip_uri,
+                skills=skills,
             )
             store.add_agent(agent)
             print(json.dumps(agent.to_dict(), ensure_ascii=False))
@@ -466,16 +641,82 @@ def intake_cmd(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def ticket_create_cmd(config: Config, args: argparse.Namespace) -> int:
+    from hotline.core.model import CallId, utcnow
+    from hotline.tickets.model import Kind
+    from hotline.tickets.policy import load_policies
+    from hotline.tickets.records import NewTicket, TicketActor
+
+    policies = load_policies(Path(config.policies_dir))
+    name = args.policy or (next(iter(policies)) if len(policies) == 1 else None)
+    if name is None or name not in policies:
+        what = "give --policy" if name is None else f"no policy {name!r}"
+        raise InvalidRequest(f"{what}; known: {', '.join(sorted(policies))}")
+    new = NewTicket(
+        caller=args.caller,
+        kind=Kind.parse(args.kind),
+        content=args.content,
+        caller_name=args.caller_name,
+        channel=args.channel,
+        transcript=args.transcript,
+        place=args.place,
+        emergency=args.emergency,
+        provincial=args.provincial,
+        lead_unit=args.lead_unit,
+        assisting_units=tuple(args.assist),
+        call_id=CallId(args.call_id) if args.call_id else None,
+        answer=args.answer,
+    )
+    store = open_store(config)
+    try:
+        stored = store.create_ticket(new, TicketActor(args.by), utcnow(), policies[name])
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps({"number": stored.number, "status": stored.status.value}, ensure_ascii=False))
+    else:
+        print(stored.number)
+    return 0
+
+
+def ticket_show_cmd(config: Config, args: argparse.Namespace) -> int:
+    from hotline.core.errors import NotFound
+    from hotline.tickets.show import render_ticket, ticket_view
+
+    store = open_store(config)
+    try:
+        stored = store.get_ticket(args.number)
+        if stored is None:
+            raise NotFound(f"no ticket {args.number}")
+        calls = store.ticket_calls(stored.number)
+        records = {c.call_id: r for c in calls if (r := store.get_call(c.call_id)) is not None}
+        intake = next((c for c in calls if c.role == "intake"), None)
+        draft = store.get_call_draft(intake.call_id) if intake is not None else None
+        view = ticket_view(
+            stored, calls, records, draft, store.linked_tickets(stored.number), store.timeline(stored.number)
+        )
+    finally:
+        store.close()
+    print(json.dumps(view, ensure_ascii=False, indent=2) if args.json else render_ticket(view))
+    return 0
+
+
 def tickets_cmd(config: Config, args: argparse.Namespace) -> int:
     if args.tickets_cmd == "deadline":
         return deadline_cmd(config, args)
+    if args.tickets_cmd == "create":
+        return ticket_create_cmd(config, args)
+    if args.tickets_cmd == "show":
+        return ticket_show_cmd(config, args)
     from hotline.tickets.export import call_record_json, render_calls_table
 
     store = open_store(config)
     try:
         records = store.list_calls(limit=args.limit)
         if args.json:
-            print(json.dumps([call_record_json(r) for r in records], ensure_ascii=False, indent=2))
+            # Each call with the speech service's draft of it (transcript, kind, place, ...) or null.
+            rows = [{**call_record_json(r), "draft": store.get_call_draft(r.call_id)} for r in records]
+            print(json.dumps(rows, ensure_ascii=False, indent=2))
         else:
             print(render_calls_table(records))
         return 0
@@ -492,6 +733,7 @@ def parser() -> argparse.ArgumentParser:
     w = sub.add_parser("worker", help="run one media worker")
     w.add_argument("--index", type=int, default=0)
     sub.add_parser("control", help="run the control plane (dispatcher, tickets, API)")
+    sub.add_parser("speech", help="run the speech service (live transcripts -> ticket drafts)")
     sub.add_parser("doctor", help="check this machine and print what is missing")
     a = sub.add_parser("agents", help="the agent registry")
     asub = a.add_subparsers(dest="agents_cmd", required=True)
@@ -500,6 +742,7 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--name", default="")
     add.add_argument("--extension", default="", help="SIP user the softphone registers as (default: the id)")
     add.add_argument("--sip-uri", default=None, help="URI to dial in dev mode without Kamailio")
+    add.add_argument("--skill", action="append", default=[], help="NAME:LEVEL, repeatable (language:en:2, 投诉:3); 0-9")
     ls = asub.add_parser("list")
     ls.add_argument("--json", action="store_true")
     t = sub.add_parser("tickets", help="call records and tickets")
@@ -507,6 +750,26 @@ def parser() -> argparse.ArgumentParser:
     tl = tsub.add_parser("list")
     tl.add_argument("--json", action="store_true")
     tl.add_argument("--limit", type=int, default=100)
+    tc = tsub.add_parser("create", help="create a 工单 (prints its number)")
+    tc.add_argument("--caller", required=True, help="the caller's number")
+    tc.add_argument("--kind", required=True, help="咨询/求助/投诉/举报/意见建议/表扬 (or consultation, help, ...)")
+    tc.add_argument("--content", required=True, help="the matter (诉求内容)")
+    tc.add_argument("--policy", default=None, help="city policy (config/policy/<name>.yaml); needed if several")
+    tc.add_argument("--caller-name", default=None)
+    tc.add_argument("--channel", default="phone")
+    tc.add_argument("--transcript", default="")
+    tc.add_argument("--place", default="")
+    tc.add_argument("--emergency", action="store_true")
+    tc.add_argument("--provincial", action="store_true", help="a provincial ticket (省级工单)")
+    tc.add_argument("--lead-unit", default=None, help="dispatch at once to this unit")
+    tc.add_argument("--assist", action="append", default=[], help="an assisting unit (repeatable)")
+    tc.add_argument("--call-id", default=None, help="the intake call to link")
+    tc.add_argument("--answer", default=None, help="answered at once: closed without dispatch")
+    tc.add_argument("--by", default="cli", help="who creates it (recorded on the timeline)")
+    tc.add_argument("--json", action="store_true")
+    tw = tsub.add_parser("show", help="one 工单: fields, calls, intake transcript, timeline")
+    tw.add_argument("number")
+    tw.add_argument("--json", action="store_true")
     td = tsub.add_parser("deadline", help="deadline and yellow/red light times under a city's policy")
     td.add_argument("--policy", required=True, help="policy name (config/policy/<name>.yaml)")
     td.add_argument("--kind", required=True, help="咨询/求助/投诉/举报/意见建议/表扬 (or consultation, help, ...)")
@@ -544,6 +807,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(config, args.config)
         if args.cmd == "worker":
             asyncio.run(run_worker(config, args.index))
+            return 0
+        if args.cmd == "speech":
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(run_speech(config))
             return 0
         if args.cmd == "control":
             with contextlib.suppress(KeyboardInterrupt):

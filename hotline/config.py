@@ -54,6 +54,38 @@ class QueueConfig:
     ring_timeout_s: float = 20.0
     wrap_up_s: float = 0.0  # after each call the agent is in wrap-up this long (0: none)
     pause_on_agent_failure: bool = True  # an agent whose phone fails an offer is paused ("no-answer", ...)
+    # Which eligible agent gets a call: longest_idle, round_robin, fewest_calls, least_talk_time,
+    # skills_weighted (hotline/queue/routing.py).
+    strategy: str = "longest_idle"
+    skills: tuple[str, ...] = ()  # every call of the queue needs these skills
+    # How the skill level a call accepts widens as it waits: "after_s:min_level, ..." (0: anyone).
+    skill_steps: str = ""
+    service_level_s: float = 15.0  # answered within this counts as in service level (GB/T 33358)
+
+
+@dataclasses.dataclass(frozen=True)
+class CallbackConfig:
+    # Where a worker dials a caller back; {number} is the caller's number. "" = through the
+    # public SIP port (Kamailio, which routes it like any call from a worker), e.g. a trunk:
+    # "sip:{number}@10.0.0.5:5060".
+    dial_template: str = ""
+    caller_ring_timeout_s: float = 30.0  # the caller's phone rings this long per attempt
+    retry_s: float = 120.0  # a failed attempt is retried after this (the place is kept)
+    max_attempts: int = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class IvrConfig:
+    flow: str = "default"  # the flow callers go through: <dir>/<flow>.yaml
+    dir: str = "config/ivr"  # every flow file here is checked at start-up
+
+
+@dataclasses.dataclass(frozen=True)
+class AsrConfig:
+    enabled: bool = True  # `hotline serve` runs the speech service (`hotline speech`)
+    engine: str = "whisper"  # whisper (Mandarin) or vosk
+    processes: int = 1  # recognition processes; each follows one live call at a time
+    emergency_priority: bool = True  # an emergency heard in the caller's words raises the call's priority
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +94,8 @@ class Config:
     redis_url: str = dataclasses.field(default="", repr=False)  # "" = start an embedded redis-server
     redis_prefix: str = "hotline"
     tickets_url: str = dataclasses.field(default="", repr=False)  # "" = sqlite under data_dir
-    prompts_dir: str = "config/prompts/zh-CN"
+    prompts_dir: str = "config/prompts/zh-CN"  # the default language's shipped prompts (its parent: all languages)
+    prompts_override_dir: str = ""  # a city's own recordings, <language>/<name>.wav; "" = <data_dir>/prompts
     policies_dir: str = "config/policy"  # per-city ticket policies (<name>.yaml)
     intake_lexicon: str = "config/intake/zh-CN.yaml"
     knowledge_dir: str = "config/knowledge"
@@ -71,6 +104,9 @@ class Config:
     kamailio: KamailioConfig = dataclasses.field(default_factory=KamailioConfig)
     http: HttpConfig = dataclasses.field(default_factory=HttpConfig)
     queue: QueueConfig = dataclasses.field(default_factory=QueueConfig)
+    callback: CallbackConfig = dataclasses.field(default_factory=CallbackConfig)
+    asr: AsrConfig = dataclasses.field(default_factory=AsrConfig)
+    ivr: IvrConfig = dataclasses.field(default_factory=IvrConfig)
 
     @property
     def data_path(self) -> Path:
@@ -94,6 +130,10 @@ class Config:
         """(first port, how many) of worker `index`'s RTP range."""
         span = self.sip.rtp_ports_per_worker or 4 * self.sip.max_calls_per_worker + 64
         return self.sip.rtp_base_port + index * span, span
+
+    @property
+    def callback_dial_template(self) -> str:
+        return self.callback.dial_template or f"sip:{{number}}@{self.sip.public_host or self.sip.host}:{self.sip.port}"
 
     def worker_port(self, index: int) -> int:
         """SIP port of worker `index` (dev mode: the public port)."""
@@ -121,6 +161,13 @@ def _convert(value: Any, hint: Any, where: str, errors: list[str]) -> Any:
         except (TypeError, ValueError):
             errors.append(f"{where}: expected a number, got {value!r}")
             return hint()
+    if typing.get_origin(hint) is tuple:
+        # A list in YAML, or comma-separated text (from an environment variable).
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or any(isinstance(i, dict | list) for i in items):
+            errors.append(f"{where}: expected a list of text, got {value!r}")
+            return ()
+        return tuple(str(i).strip() for i in items if str(i).strip())
     if hint is str:
         if isinstance(value, dict | list):
             errors.append(f"{where}: expected text, got {type(value).__name__}")
@@ -188,6 +235,10 @@ def load(path: str | None = None, environ: typing.Mapping[str, str] | None = Non
         errors.append("sip.max_calls_per_worker: must be at least 1")
     if not 0 < config.sip.port < 65536:
         errors.append("sip.port: must be a port number")
+    if config.asr.engine not in ("whisper", "vosk"):
+        errors.append("asr.engine: one of whisper, vosk")
+    if config.asr.processes < 1:
+        errors.append("asr.processes: must be at least 1")
     if config.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         errors.append("log_level: one of DEBUG, INFO, WARNING, ERROR")
     if errors:

@@ -1,9 +1,18 @@
 """The caller's call flow, sans-IO: events in, commands out, time passed in.
 
 Rules of this module (GB/T 33358: no menu tree in front of a person, answer within 15 s):
-- The call is answered at once and put in the queue as soon as its audio flows; the greeting
-  with the recording notice plays while the caller already waits (it never delays the queue).
-- Any key skips the greeting; every digit is kept for the record.
+- The call is answered at once; recording starts as soon as its audio flows, and the flow's
+  start node runs. The default flow's start node is the queue: the call is put in the queue at
+  once and the greeting with the recording notice plays while the caller already waits (it
+  never delays the queue). A city may put other nodes first (hotline.ivr.script).
+- Any key skips the greeting; so does speech (a final result) where the queue node says so.
+  Every digit is kept for the record.
+- While waiting, every announce_interval_s after the greeting, the flow asks the queue for the
+  position and estimated wait and announces them, then hold music again.
+- A callback key (in the queue, not being offered) confirms, asks the queue to call back and
+  hangs up; the queue keeps the entry (no Abandon, also when the caller hangs up first), and an
+  offer during the confirmation is refused. A priority key, or an emergency heard, raises the
+  call's priority (once per level) and "priority_raised" is played once, after the greeting.
 - An offer while the greeting plays dials the agent at once; the legs are bridged when both
   the agent has answered and the greeting has finished (the notice is always heard or skipped
   by the caller, never cut by the system).
@@ -18,186 +27,104 @@ Rules of this module (GB/T 33358: no menu tree in front of a person, answer with
 
 from __future__ import annotations
 
-import dataclasses
-import enum
+import math
 from collections.abc import Callable
 
 from hotline.core.model import Outcome
-
-
-class Phase(enum.StrEnum):
-    NEW = "new"
-    ANSWERING = "answering"
-    WAITING = "waiting"  # in the queue
-    OFFERING = "offering"  # an agent is being dialled
-    AGENT_READY = "agent_ready"  # the agent answered; waiting for the greeting to end
-    CONNECTED = "connected"
-    ENDED = "ended"
-
-
-class FlowError(Exception):
-    pass
-
-
-# ---------------------------------------------------------------- events
-@dataclasses.dataclass(frozen=True, slots=True)
-class Incoming:
-    pass
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class MediaReady:
-    pass
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Dtmf:
-    digit: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Tick:
-    """Time passed; deadlines (greeting end, ring timeout) are checked."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class OfferReceived:
-    offer_id: str
-    agent_id: str
-    agent_uri: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class AgentAnswered:
-    offer_id: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class AgentFailed:
-    offer_id: str
-    reason: str  # "no-answer", "busy", "rejected", "unreachable", ...
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class CallerHungUp:
-    pass
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class AgentHungUp:
-    offer_id: str
-
-
-Event = Incoming | MediaReady | Dtmf | Tick | OfferReceived | AgentAnswered | AgentFailed | CallerHungUp | AgentHungUp
-
-
-# ---------------------------------------------------------------- commands
-@dataclasses.dataclass(frozen=True, slots=True)
-class Answer:
-    pass
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class StartRecording:
-    pass
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Play:
-    prompt: str  # prompt name, e.g. "greeting", "hold_music"
-    loop: bool = False
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class StopPlay:
-    pass
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Enqueue:
-    pass
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class DialAgent:
-    offer_id: str
-    agent_id: str
-    agent_uri: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class HangupAgent:
-    offer_id: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Bridge:
-    offer_id: str
-    agent_id: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ReportOfferAnswered:
-    offer_id: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ReportOfferFailed:
-    offer_id: str
-    reason: str
-    agent_id: str = ""  # set when the agent's side failed (no answer, busy, not registered ...)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Abandon:
-    """Take the call out of the queue (the caller left before being connected)."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class HangupCaller:
-    pass
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Finish:
-    outcome: Outcome
-    hangup_by: str  # "caller", "agent", "system"
-    reason: str = ""
-
-
-Command = (
-    Answer
-    | StartRecording
-    | Play
-    | StopPlay
-    | Enqueue
-    | DialAgent
-    | HangupAgent
-    | Bridge
-    | ReportOfferAnswered
-    | ReportOfferFailed
-    | Abandon
-    | HangupCaller
-    | Finish
+from hotline.ivr.numbers import number_prompts
+from hotline.ivr.protocol import (
+    Abandon,
+    AgentAnswered,
+    AgentFailed,
+    AgentHungUp,
+    Answer,
+    Bridge,
+    CallerHungUp,
+    Command,
+    DialAgent,
+    Dtmf,
+    Enqueue,
+    Event,
+    Finish,
+    FlowError,
+    FlowSettings,
+    HangupAgent,
+    HangupCaller,
+    Incoming,
+    LookupResult,
+    LookupTicket,
+    MediaReady,
+    OfferReceived,
+    Phase,
+    Play,
+    PlaySequence,
+    PositionReport,
+    QueryPosition,
+    RaisePriority,
+    ReportOfferAnswered,
+    ReportOfferFailed,
+    RequestCallback,
+    SetLanguage,
+    SpeechResult,
+    StartRecording,
+    StopPlay,
+    Tick,
 )
+from hotline.ivr.script import ScriptNodes
+from hotline.ivr.spec import FlowSpec, KeyAction, QueueNode, default_spec
 
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class FlowSettings:
-    greeting_s: float  # length of the greeting prompt
-    ring_timeout_s: float = 20.0
-    greeting_prompt: str = "greeting"
-    hold_prompt: str = "hold_music"
-
+__all__ = [
+    "Abandon",
+    "AgentAnswered",
+    "AgentFailed",
+    "AgentHungUp",
+    "Answer",
+    "Bridge",
+    "CallFlow",
+    "CallerHungUp",
+    "Command",
+    "DialAgent",
+    "Dtmf",
+    "Enqueue",
+    "Event",
+    "Finish",
+    "FlowError",
+    "FlowSettings",
+    "FlowSpec",
+    "HangupAgent",
+    "HangupCaller",
+    "Incoming",
+    "LookupResult",
+    "LookupTicket",
+    "MediaReady",
+    "OfferReceived",
+    "Phase",
+    "Play",
+    "PlaySequence",
+    "PositionReport",
+    "QueryPosition",
+    "RaisePriority",
+    "ReportOfferAnswered",
+    "ReportOfferFailed",
+    "RequestCallback",
+    "SetLanguage",
+    "SpeechResult",
+    "StartRecording",
+    "StopPlay",
+    "Tick",
+]
 
 _LIVE = (Phase.WAITING, Phase.OFFERING, Phase.AGENT_READY)
+_QUEUED = (Phase.WAITING, Phase.OFFERING)  # raising the priority still matters
+_RANK = {"flagged": 1, "emergency": 2}
 
 
-class CallFlow:
+class CallFlow(ScriptNodes):
     """One caller's flow. `handle(event, now)` returns the commands to carry out, in order."""
 
     def __init__(self, settings: FlowSettings) -> None:
         self.settings = settings
+        self.spec = settings.spec or default_spec(settings.greeting_prompt, settings.hold_prompt)
         self.phase = Phase.NEW
         self.greeting_until: float | None = None  # monotonic end of the greeting, while it plays
         self.offer: OfferReceived | None = None
@@ -205,6 +132,13 @@ class CallFlow:
         self.digits = ""
         self.agent_id: str | None = None  # the agent connected, once connected
         self.settled: set[str] = set()  # offers already reported answered or failed
+        self.queue_node: QueueNode | None = None  # once the call has reached the queue
+        self.announce_at: float | None = None  # next position announcement
+        self.query_pending = False  # QueryPosition sent, its PositionReport not yet here
+        self.raised: str | None = None  # the highest priority level asked for
+        self.priority_announced = False
+        self.notice: tuple[str, ...] = ()  # prompts to play once the greeting is over
+        self._init_script()
         self._table: dict[tuple[Phase, type], Callable[[Event, float], list[Command]]] = {
             (Phase.NEW, Incoming): self._on_incoming,
             (Phase.ANSWERING, MediaReady): self._on_media,
@@ -222,19 +156,33 @@ class CallFlow:
             (Phase.CONNECTED, Dtmf): self._on_digit,
             (Phase.CONNECTED, Tick): self._nothing,
             (Phase.CONNECTED, MediaReady): self._nothing,
+            (Phase.CALLBACK, Tick): self._on_timers,
+            (Phase.CALLBACK, CallerHungUp): self._on_caller_hangup_callback,
+            (Phase.CALLBACK, Dtmf): self._on_digit,
+            (Phase.CALLBACK, AgentAnswered): self._on_stale_agent_answer,
         }
+        self._table.update(self._script_transitions())
         for phase in _LIVE:
             self._table[(phase, Dtmf)] = self._on_digit
             self._table[(phase, Tick)] = self._on_tick
             self._table[(phase, CallerHungUp)] = self._on_caller_hangup_waiting
             self._table[(phase, MediaReady)] = self._nothing  # re-INVITE: the adapter rewires
-        for phase in (Phase.OFFERING, Phase.AGENT_READY, Phase.CONNECTED, Phase.ENDED):
+            self._table[(phase, SpeechResult)] = self._on_speech
+            self._table[(phase, PositionReport)] = self._on_position
+            self._table[(phase, LookupResult)] = self._nothing
+        for phase in (Phase.OFFERING, Phase.AGENT_READY, Phase.CONNECTED, Phase.CALLBACK, Phase.ENDED):
             # Only one offer at a time: a second one is refused, so the queue frees that agent.
             self._table[(phase, OfferReceived)] = self._refuse_offer
         for phase in (Phase.NEW, Phase.ANSWERING):
             self._table[(phase, OfferReceived)] = self._refuse_offer
-        for ev in (Dtmf, Tick, MediaReady, CallerHungUp, AgentHungUp, AgentFailed, AgentAnswered):
+        late = (SpeechResult, PositionReport, LookupResult)
+        for ev in (Dtmf, Tick, MediaReady, CallerHungUp, AgentHungUp, AgentFailed, AgentAnswered, *late):
             self._table[(Phase.ENDED, ev)] = self._nothing
+        for phase in (Phase.ANSWERING, Phase.CONNECTED):
+            for ev in late:
+                self._table[(phase, ev)] = self._nothing
+        for ev in (MediaReady, AgentFailed, AgentHungUp, *late):
+            self._table[(Phase.CALLBACK, ev)] = self._nothing
         # Late events about an offer that is no longer current (cancelled on timeout, ...).
         for phase in (Phase.WAITING, Phase.AGENT_READY, Phase.CONNECTED):
             self._table.setdefault((phase, AgentFailed), self._nothing)
@@ -249,55 +197,178 @@ class CallFlow:
         return handler(event, now)
 
     def next_deadline(self) -> float | None:
-        deadlines = [d for d in (self.greeting_until, self.ring_until) if d is not None]
+        if self.phase == Phase.ENDED:
+            return None
+        timers = (self.greeting_until, self.ring_until, self.prompt_until, self.input_until, self.announce_at)
+        deadlines = [d for d in timers if d is not None]
         return min(deadlines) if deadlines else None
 
     @property
     def greeting_playing(self) -> bool:
         return self.greeting_until is not None
 
-    # ------------------------------------------------------------ handlers
-    def _nothing(self, event: Event, now: float) -> list[Command]:
-        return []
+    @property
+    def in_queue(self) -> bool:
+        """The call has an entry in the queue (to abandon if the call ends without an agent)."""
+        return self.phase in _LIVE
 
+    # ------------------------------------------------------------ handlers
     def _on_incoming(self, event: Event, now: float) -> list[Command]:
         self.phase = Phase.ANSWERING
         return [Answer()]
 
     def _on_media(self, event: Event, now: float) -> list[Command]:
+        return [StartRecording(), *self._enter(self.spec.start, now)]
+
+    def _enter_queue(self, node: QueueNode, now: float) -> list[Command]:
+        self.queue_node = node
         self.phase = Phase.WAITING
-        self.greeting_until = now + self.settings.greeting_s
-        return [StartRecording(), Enqueue(), Play(self.settings.greeting_prompt)]
+        out: list[Command] = [Enqueue()]
+        if self.pending_priority is not None:
+            out += self._raise(self.pending_priority)
+            self.pending_priority = None
+        if node.greeting:
+            self.greeting_until = now + self._seconds(node.greeting)
+            return [*out, Play(node.greeting)]
+        return out + self._greeting_over(now)
+
+    def _end(self) -> None:
+        self.phase = Phase.ENDED
+        self.greeting_until = self.prompt_until = self.input_until = self.announce_at = None
+        self.then = None
+        self.ring_until = None
 
     def _on_hangup_before_queue(self, event: Event, now: float) -> list[Command]:
-        self.phase = Phase.ENDED
+        self._end()
         return [Finish(Outcome.ABANDONED_IN_GREETING, "caller")]
 
     def _on_digit(self, event: Event, now: float) -> list[Command]:
         assert isinstance(event, Dtmf)
         self.digits += event.digit
+        node = self.queue_node
+        action = node.keys.get(event.digit) if node is not None else None
+        if action is KeyAction.CALLBACK and self.phase == Phase.WAITING:
+            return self._start_callback(now)
+        out: list[Command] = []
+        if action is KeyAction.PRIORITY and self.phase in _QUEUED:
+            out += self._raise("flagged")
         if self.greeting_playing:
-            return self._greeting_over()
-        return []
+            return out + self._greeting_over(now)
+        return out + self._flush_notice(now)
+
+    def _on_speech(self, event: Event, now: float) -> list[Command]:
+        assert isinstance(event, SpeechResult)
+        node = self.queue_node
+        assert node is not None
+        out: list[Command] = []
+        if event.emergency and node.emergency_priority and self.phase in _QUEUED:
+            out += self._raise("emergency")
+        if self.greeting_playing and node.speech_skips_greeting and event.final and event.text.strip():
+            return out + self._greeting_over(now)
+        return out + self._flush_notice(now)
 
     def _on_tick(self, event: Event, now: float) -> list[Command]:
         out: list[Command] = []
         if self.greeting_until is not None and now >= self.greeting_until:
-            out += self._greeting_over()
+            out += self._greeting_over(now)
         if self.ring_until is not None and now >= self.ring_until and self.offer is not None:
             offer = self.offer
             self.settled.add(offer.offer_id)
             self._clear_offer()
             self.phase = Phase.WAITING
             out += [HangupAgent(offer.offer_id), ReportOfferFailed(offer.offer_id, "no-answer", offer.agent_id)]
+        out += self._on_timers(event, now)  # a notice or an announcement has ended
+        if self.announce_at is not None and now >= self.announce_at:
+            out += self._announce_due(now)
         return out
 
-    def _greeting_over(self) -> list[Command]:
+    def _greeting_over(self, now: float) -> list[Command]:
         self.greeting_until = None
         if self.phase == Phase.AGENT_READY:
             return self._connect()
-        return [Play(self.settings.hold_prompt, loop=True)]
+        node = self.queue_node
+        assert node is not None
+        if node.announce_interval_s > 0 and self.announce_at is None:
+            self.announce_at = now + node.announce_interval_s
+        return self._after_notice(now)
 
+    # ------------------------------------------------------------ notices and announcements
+    def _raise(self, level: str) -> list[Command]:
+        if self.raised is not None and _RANK[self.raised] >= _RANK[level]:
+            return []
+        self.raised = level
+        if not self.priority_announced:
+            self.priority_announced = True
+            self.notice += ("priority_raised",)
+        return [RaisePriority(level)]
+
+    def _flush_notice(self, now: float) -> list[Command]:
+        """Plays the pending notice now unless the greeting or another prompt still plays."""
+        if not self.notice or self.greeting_playing or self.prompt_until is not None or self.phase not in _QUEUED:
+            return []
+        return self._after_notice(now)
+
+    def _after_notice(self, now: float) -> list[Command]:
+        """A prompt in the queue has ended: the next notice, or hold music again."""
+        if self.phase not in _QUEUED:
+            return []
+        if self.notice:
+            prompts, self.notice = self.notice, ()
+            return self._play(prompts, now, self._after_notice)
+        assert self.queue_node is not None
+        return [Play(self.queue_node.hold, loop=True)]
+
+    def _announce_due(self, now: float) -> list[Command]:
+        node = self.queue_node
+        assert node is not None
+        self.announce_at = now + node.announce_interval_s
+        if self.phase != Phase.WAITING or self.greeting_playing or self.prompt_until is not None:
+            return []  # being offered, or something else plays: the next round
+        self.query_pending = True
+        return [QueryPosition()]
+
+    def _on_position(self, event: Event, now: float) -> list[Command]:
+        assert isinstance(event, PositionReport)
+        pending, self.query_pending = self.query_pending, False
+        busy = self.greeting_playing or self.prompt_until is not None
+        if not pending or self.phase != Phase.WAITING or busy or event.position is None:
+            return []
+        return self._play(self._announcement(event.position, event.wait_s), now, self._after_notice)
+
+    def _announcement(self, position: int, wait_s: float | None) -> tuple[str, ...]:
+        node = self.queue_node
+        assert node is not None
+        if position <= 1:
+            words = ["queue_next"]
+        else:
+            words = ["queue_position", *number_prompts(position - 1, self.language), "queue_position_unit"]
+            if wait_s is not None and wait_s < 60:
+                words.append("queue_wait_under_minute")
+            elif wait_s is not None:
+                words += ["queue_wait", *number_prompts(math.ceil(wait_s / 60), self.language), "unit_minutes"]
+        if node.announce_offer:
+            words.append(node.announce_offer)
+        return tuple(words)
+
+    # ------------------------------------------------------------ callback
+    def _start_callback(self, now: float) -> list[Command]:
+        self.phase = Phase.CALLBACK
+        self.greeting_until = self.announce_at = None
+        self.query_pending = False
+        self.notice = ()
+        self.prompt_until = now + self._seconds("callback_confirmed")
+        self.then = self._callback_done
+        return [StopPlay(), PlaySequence(("callback_confirmed",)), RequestCallback()]
+
+    def _callback_done(self, now: float) -> list[Command]:
+        self._end()
+        return [HangupCaller(), Finish(Outcome.CALLBACK_REQUESTED, "system")]
+
+    def _on_caller_hangup_callback(self, event: Event, now: float) -> list[Command]:
+        self._end()  # the queue keeps the entry: no Abandon
+        return [Finish(Outcome.CALLBACK_REQUESTED, "caller")]
+
+    # ------------------------------------------------------------ offers and agents
     def _on_offer(self, event: Event, now: float) -> list[Command]:
         assert isinstance(event, OfferReceived)
         if event.offer_id in self.settled:
@@ -338,6 +409,10 @@ class CallFlow:
         self.phase = Phase.CONNECTED
         self.agent_id = self.offer.agent_id
         self.settled.add(self.offer.offer_id)
+        self.prompt_until = self.announce_at = None
+        self.then = None
+        self.notice = ()
+        self.query_pending = False
         return [
             StopPlay(),
             Bridge(self.offer.offer_id, self.offer.agent_id),
@@ -369,18 +444,17 @@ class CallFlow:
             out.append(HangupAgent(self.offer.offer_id))
         outcome = Outcome.ABANDONED_IN_GREETING if self.greeting_playing else Outcome.ABANDONED_IN_QUEUE
         self._clear_offer()
-        self.greeting_until = None
-        self.phase = Phase.ENDED
+        self._end()
         return [*out, Abandon(), Finish(outcome, "caller")]
 
     def _on_agent_hangup_connected(self, event: Event, now: float) -> list[Command]:
         assert isinstance(event, AgentHungUp)
         if not self._is_current(event.offer_id):
             return []
-        self.phase = Phase.ENDED
+        self._end()
         return [HangupCaller(), Finish(Outcome.ANSWERED, "agent")]
 
     def _on_caller_hangup_connected(self, event: Event, now: float) -> list[Command]:
         assert self.offer is not None
-        self.phase = Phase.ENDED
+        self._end()
         return [HangupAgent(self.offer.offer_id), Finish(Outcome.ANSWERED, "caller")]

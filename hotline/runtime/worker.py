@@ -17,13 +17,13 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from hotline.core import events as ev
-from hotline.core.errors import Unavailable
+from hotline.core.errors import ConfigError, Unavailable
 from hotline.core.model import (
     AgentId,
     CallId,
@@ -37,7 +37,9 @@ from hotline.core.model import (
 )
 from hotline.core.ports import CallQueue
 from hotline.ivr import flow as fl
+from hotline.ivr.spec import FlowSpec
 from hotline.recordings.stereo import merge_stereo
+from hotline.runtime.callback import CallbackConfig, CallbackRunner
 from hotline.sip.events import (
     CallRejected,
     DtmfReceived,
@@ -52,10 +54,8 @@ logger = logging.getLogger(__name__)
 
 HEARTBEAT_MS = 1000
 HEARTBEAT_TTL_MS = 3000
-# A caller who presses this key while waiting is served before the calls of normal priority.
-PRIORITY_DIGIT = "0"
-# The phases in which the call is in the queue (waiting, or offered and maybe back again).
-_QUEUED = (fl.Phase.WAITING, fl.Phase.OFFERING)
+# The ticket store's status of a ticket number (None: no such ticket), for the IVR's lookup.
+TicketStatus = Callable[[str], Awaitable[str | None]]
 
 
 class Sip(Protocol):
@@ -100,6 +100,10 @@ class WorkerSettings:
     spool_dir: Path
     prompts: dict[str, Prompt]
     ring_timeout_s: float = 20.0
+    prompt_library: Any = None  # hotline.runtime.prompts.PromptLibrary: prompts by name, joined sequences
+    kb_audio: Any = None  # hotline.runtime.kb_audio.KbAudio: knowledge-base entry id → prompt name
+    ivr_flow: FlowSpec | None = None  # the city's flow (config/ivr/<ivr.flow>.yaml); None: the queue alone
+    callback: CallbackConfig | None = None  # how callbacks are dialled; None: this worker takes none
 
 
 def new_call_id(now: datetime) -> CallId:
@@ -127,6 +131,7 @@ class CallSession:
     agent_answered: bool = False
     agent_legs: int = 0
     recorded: bool = False  # its CallRecord has been made
+    language: str | None = None  # the prompts' language (None: the library's default); SetLanguage
     timer: asyncio.TimerHandle | None = None
     finished: bool = False
     # Commands of successive events run strictly in order (asyncio.Lock is FIFO).
@@ -140,11 +145,13 @@ class Worker:
         queue: CallQueue,
         bus: WorkerBus,
         clock: Callable[[], float] = time.monotonic,
+        ticket_status: TicketStatus | None = None,
     ) -> None:
         self.settings = settings
         self.queue = queue
         self.bus = bus
         self.clock = clock
+        self.ticket_status = ticket_status
         self.sip: Sip | None = None
         self.sessions: dict[CallId, CallSession] = {}
         self.by_leg: dict[str, CallSession] = {}
@@ -152,14 +159,51 @@ class Worker:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
         self._spool = settings.spool_dir / f"{settings.worker_id}.jsonl"
+        kb = settings.kb_audio
         flow_settings = fl.FlowSettings(
-            greeting_s=settings.prompts["greeting"].seconds, ring_timeout_s=settings.ring_timeout_s
+            greeting_s=settings.prompts["greeting"].seconds,
+            ring_timeout_s=settings.ring_timeout_s,
+            spec=settings.ivr_flow,
+            durations=_prompt_durations(settings.prompt_library),
+            language=getattr(settings.prompt_library, "default_language", "zh-CN"),
+            kb_prompts={a.entry_id: a.prompt for a in kb.answers.values()} if kb is not None else None,
         )
         self._flow_settings = flow_settings
+        self.callbacks: CallbackRunner | None = None
+        if settings.callback is not None:
+            self.callbacks = CallbackRunner(
+                settings.worker_id,
+                settings.callback,
+                queue,
+                bus,
+                self.deliver,
+                settings.recordings_dir,
+                self._prompt_path,
+                self._prompt_seconds,
+                new_call_id,
+                self.spawn,
+                clock,
+            )
 
     # ------------------------------------------------------------ lifecycle
     def attach(self, sip: Sip) -> None:
         self.sip = sip
+        if self.callbacks is not None:
+            self.callbacks.sip = sip
+
+    def _prompt_seconds(self, name: str) -> float:
+        library = self.settings.prompt_library
+        if library is not None and library.has(name, library.default_language):
+            return float(library.seconds(name, library.default_language))
+        prompt = self.settings.prompts.get(name)
+        return prompt.seconds if prompt is not None else 0.0
+
+    def _prompt_path(self, name: str) -> str | None:
+        library = self.settings.prompt_library
+        if library is not None and library.has(name, library.default_language):
+            return str(library.path(name, library.default_language))
+        prompt = self.settings.prompts.get(name)
+        return prompt.path if prompt is not None else None
 
     async def run(self) -> None:
         """Heartbeat, command reader and spool flusher until stop()."""
@@ -205,12 +249,15 @@ class Worker:
 
     async def shutdown_calls(self) -> None:
         """Ends every live call with a record before the endpoint goes (worker stopping)."""
+        if self.callbacks is not None:
+            await self.callbacks.shutdown()
         for session in list(self.sessions.values()):
             if session.finished:
                 continue
             connected = session.flow.phase == fl.Phase.CONNECTED
-            outcome = Outcome.ANSWERED if connected else Outcome.FAILED
-            if not connected:
+            callback = session.flow.phase == fl.Phase.CALLBACK  # the queue keeps its entry
+            outcome = Outcome.ANSWERED if connected else Outcome.CALLBACK_REQUESTED if callback else Outcome.FAILED
+            if session.flow.in_queue:
                 with contextlib.suppress(Unavailable):
                     await self.queue.abandon(session.call_id)
             # Recorded first: the hang-ups below make the flow emit its own Finish, ignored then.
@@ -251,6 +298,8 @@ class Worker:
             self.rejected += 1
             logger.warning("rejected %s from %s: %s", event.sip_call_id, event.caller, event.reason)
             return
+        if self.callbacks is not None and self.callbacks.on_sip_event(event):
+            return
         session = self.by_leg.get(event.leg_id)
         if session is None:
             return
@@ -262,21 +311,9 @@ class Worker:
                 self._feed(session, fl.MediaReady())
         elif isinstance(event, DtmfReceived):
             if not is_agent:
-                if event.digit == PRIORITY_DIGIT and session.flow.phase in _QUEUED:
-                    self.spawn(self._raise_priority(session), f"priority-{session.call_id}")
                 self._feed(session, fl.Dtmf(event.digit))
         elif isinstance(event, LegStateChanged):
             self._on_leg_state(session, event, is_agent)
-
-    async def _raise_priority(self, session: CallSession) -> None:
-        # Under the call's lock, so it runs after the Enqueue of the call (the lock is FIFO).
-        async with session.lock:
-            try:
-                level = await self.queue.set_priority(session.call_id, Priority.FLAGGED)
-            except Unavailable as exc:
-                logger.warning("call %s: priority not raised: %s", session.call_id, exc)
-                return
-        logger.info("call %s: the caller pressed %s, priority %s", session.call_id, PRIORITY_DIGIT, level)
 
     def _on_incoming(self, event: IncomingCall) -> None:
         now = utcnow()
@@ -356,6 +393,14 @@ class Worker:
             self._feed(session, fl.OfferReceived(offer_id, str(data["agent_id"]), str(data["agent_uri"])))
         elif kind == ev.CMD_HANGUP and session is not None and self.sip is not None:
             self.spawn(self.sip.hangup(session.caller_leg), f"hangup-{call_id}")
+        elif kind == ev.CMD_SPEECH and session is not None:
+            self._feed(session, _speech_result(data))
+        elif kind == ev.CMD_CALLBACK:
+            if self.callbacks is None or self.sip is None:
+                offer_id = str(data["offer_id"])
+                self.spawn(self._report_failed(offer_id, "no-callbacks-here"), f"offer-{offer_id}")
+            else:
+                self.callbacks.start(data)
 
     # ------------------------------------------------------------ the flow
     def _feed(self, session: CallSession, event: fl.Event) -> None:
@@ -396,9 +441,13 @@ class Worker:
             s.recording = self._recording_path(s)
             s.recording.parent.mkdir(parents=True, exist_ok=True)
             await sip.record(s.caller_leg, str(_leg_file(s.recording, "caller")))
-        elif isinstance(c, fl.Play):
-            prompt = self.settings.prompts[c.prompt]
-            await sip.play(s.caller_leg, prompt.path, c.loop)
+        elif isinstance(c, fl.Play | fl.PlaySequence):
+            names = (c.prompt,) if isinstance(c, fl.Play) else c.prompts
+            path = self._prompt_file(names, s.language)
+            if path is None:
+                logger.error("call %s: prompt(s) %s missing: nothing played", s.call_id, " ".join(names))
+                return
+            await sip.play(s.caller_leg, path, c.loop)
         elif isinstance(c, fl.StopPlay):
             await sip.stop_play(s.caller_leg)
         elif isinstance(c, fl.Enqueue):
@@ -415,6 +464,7 @@ class Worker:
                         "queued_at": s.queued_at.isoformat(),
                         "caller": s.incoming.caller,
                         "tap": tap,
+                        "worker_id": self.settings.worker_id,
                     },
                 )
         elif isinstance(c, fl.DialAgent):
@@ -457,8 +507,57 @@ class Worker:
             await self.queue.abandon(s.call_id)
         elif isinstance(c, fl.HangupCaller):
             await sip.hangup(s.caller_leg, 200)
+        elif isinstance(c, fl.QueryPosition):
+            await self._query_position(s)
+        elif isinstance(c, fl.RaisePriority):
+            level = await self.queue.set_priority(s.call_id, Priority[c.level.upper()])
+            logger.info("call %s: priority raised to %s (now %s)", s.call_id, c.level, level)
+        elif isinstance(c, fl.RequestCallback):
+            if not await self.queue.request_callback(s.call_id, s.incoming.caller, epoch_ms()):
+                # Not waiting any more (taken for an offer at that instant, or gone): nobody
+                # would call back, and an entry without its caller must not stay behind.
+                logger.error("call %s: callback not registered; the entry is removed", s.call_id)
+                await self.queue.abandon(s.call_id)
+        elif isinstance(c, fl.LookupTicket):
+            await self._lookup(s, c.number)
+        elif isinstance(c, fl.SetLanguage):
+            s.language = c.language
         elif isinstance(c, fl.Finish):
             await self._finish(s, c)
+
+    def _prompt_file(self, names: tuple[str, ...], language: str | None) -> str | None:
+        """One file playing `names` in `language` (joined by the prompt library), None if one is missing."""
+        library = self.settings.prompt_library
+        if library is not None:
+            try:
+                path, _ = library.sequence(names, language)
+            except ConfigError as exc:
+                logger.error("%s", exc.message)
+                return None
+            return str(path)
+        if len(names) == 1 and names[0] in self.settings.prompts:
+            return self.settings.prompts[names[0]].path
+        return None
+
+    async def _query_position(self, s: CallSession) -> None:
+        try:
+            position = await self.queue.position(s.call_id)
+            wait_s = await self.queue.estimated_wait_s(s.call_id, epoch_ms()) if position is not None else None
+        except Unavailable as exc:
+            logger.warning("call %s: no position to announce: %s", s.call_id, exc)
+            position, wait_s = None, None
+        self._feed(s, fl.PositionReport(position, wait_s))
+
+    async def _lookup(self, s: CallSession, number: str) -> None:
+        status: str | None = None
+        if self.ticket_status is None:
+            logger.warning("call %s: no ticket store to look up %s", s.call_id, number)
+        else:
+            try:
+                status = await self.ticket_status(number)
+            except Exception:
+                logger.exception("call %s: looking up ticket %s", s.call_id, number)
+        self._feed(s, fl.LookupResult(number, status))
 
     async def _report_failed(self, offer_id: str, reason: str, agent_fault: bool = False) -> None:
         await self.queue.offer_failed(OfferId(offer_id), epoch_ms(), reason, agent_fault=agent_fault)
@@ -581,11 +680,47 @@ class Worker:
     async def _heartbeat_loop(self) -> None:
         while True:
             try:
-                info = {"calls": len(self.sessions), "rejected": self.rejected, "pid": os.getpid()}
+                callbacks = self.callbacks.active if self.callbacks is not None else 0
+                info = {"calls": len(self.sessions) + callbacks, "rejected": self.rejected, "pid": os.getpid()}
                 await self.bus.heartbeat(self.settings.worker_id, HEARTBEAT_TTL_MS, info)
             except Unavailable as exc:
                 logger.warning("heartbeat: %s", exc)
             await asyncio.sleep(HEARTBEAT_MS / 1000)
+
+
+def _prompt_durations(library: Any) -> Mapping[str, float]:
+    """Prompt name -> seconds for the flow's timers: "<language>/<name>" and, in the default
+    language, the bare name."""
+    if library is None:
+        return {}
+    durations: dict[str, float] = {}
+    for language in sorted(library.languages()):
+        for name in library.names(language):
+            seconds = float(library.seconds(name, language))
+            durations[f"{language}/{name}"] = seconds
+            if language == library.default_language:
+                durations[name] = seconds
+    return durations
+
+
+def _speech_result(data: dict[str, Any]) -> fl.SpeechResult:
+    """The speech service's CMD_SPEECH as the flow's event (values may arrive as text)."""
+    kb = []
+    for item in data.get("kb") or []:
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            kb.append((str(item["topic"]), str(item["id"]), float(item["score"])))
+    return fl.SpeechResult(
+        text=str(data.get("text", "")),
+        final=_truthy(data.get("final", True)),
+        emergency=_truthy(data.get("emergency", False)),
+        kb=tuple(kb),
+    )
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
 
 
 def _leg_file(recording: Path, leg: str) -> Path:

@@ -58,6 +58,9 @@ class Service:
             "kamailio": {"enabled": kamailio, "ping_interval_s": 1},
             "http": {"host": "127.0.0.1", "port": self.http_port},
             "queue": {"ring_timeout_s": 15},
+            # Speech recognition loads a model and spends CPU on every queued call: only the
+            # tests of it turn it on (start_service(asr={"enabled": True})).
+            "asr": {"enabled": False},
         }
         for key, value in overrides.items():
             if isinstance(value, dict):

@@ -61,9 +61,9 @@ def test_call_answered_bridged_recorded_ticketed(
             cwd / "call.xml",
             caller_number=CALLER,
             speech=caller_speech,
-            digits="1",
+            digits="5",
             dtmf_method="rfc4733",
-            pre_dtmf_ms=2500,  # hears 2.5 s of the greeting, then skips it with "1"
+            pre_dtmf_ms=2500,  # hears 2.5 s of the greeting, then skips it with "5"
             talk_ms=7000,
         )
         media = free_port(2)
@@ -76,7 +76,7 @@ def test_call_answered_bridged_recorded_ticketed(
     assert ticket["outcome"] == "answered"
     assert ticket["callee"] == "12345"
     assert ticket["agent_id"] == "1001"
-    assert ticket["dtmf"] == "1"
+    assert ticket["dtmf"] == "5"
     assert ticket["hangup_by"] == "caller"
     assert ticket["worker_id"] in ("w0", "w1")
     assert re.fullmatch(r"\d{8}T\d{6}-[0-9a-f]{8}", ticket["call_id"])
@@ -199,7 +199,7 @@ def test_worker_killed_mid_call(service: Service, tmp_path: Path, caller_speech:
     cwd = tmp_path / "live"
     cwd.mkdir()
     scenario = write_caller_scenario(
-        cwd / "long.xml", caller_number="13600000004", speech=caller_speech, speech_loops=-1, digits="1", talk_ms=60000
+        cwd / "long.xml", caller_number="13600000004", speech=caller_speech, speech_loops=-1, digits="5", talk_ms=60000
     )
     try:
         with start_sipp(scenario, ("127.0.0.1", service.sip_port), free_port(2), free_port(2), cwd, timeout_s=90):
@@ -285,7 +285,7 @@ def test_twenty_concurrent_calls_two_workers(
     cwd = tmp_path / "load"
     cwd.mkdir()
     scenario = write_caller_scenario(
-        cwd / "load.xml", caller_number="1550000", speech=caller_speech, digits="1", pre_dtmf_ms=1000, talk_ms=7000
+        cwd / "load.xml", caller_number="1550000", speech=caller_speech, digits="5", pre_dtmf_ms=1000, talk_ms=7000
     )
     run_sipp(
         scenario, ("127.0.0.1", service.sip_port), free_port(2), free_port(2), cwd,
@@ -320,7 +320,7 @@ def test_redis_killed_mid_call_loses_nothing(
     cwd = tmp_path / "redis"
     cwd.mkdir()
     scenario = write_caller_scenario(
-        cwd / "call.xml", caller_number="13500000006", speech=caller_speech, speech_loops=-1, digits="1", talk_ms=12000
+        cwd / "call.xml", caller_number="13500000006", speech=caller_speech, speech_loops=-1, digits="5", talk_ms=12000
     )
     try:
         with start_sipp(scenario, ("127.0.0.1", service.sip_port), free_port(2), free_port(2), cwd, timeout_s=90) as sp:
@@ -351,13 +351,13 @@ def test_no_answer_puts_the_call_back_at_its_original_place(
     silent = agent_for(svc, tmp_path, agent_clip, user="1001", answermode="manual")
     try:
         a = start_sipp(
-            write_caller_scenario(tmp_path / "a.xml", caller_number="13100000001", digits="1", talk_ms=40000),
+            write_caller_scenario(tmp_path / "a.xml", caller_number="13100000001", digits="5", talk_ms=40000),
             ("127.0.0.1", svc.sip_port), free_port(2), free_port(2), _mk(tmp_path / "a"), timeout_s=90,
         )  # fmt: skip
         with a:
             silent.wait_event("CALL_INCOMING", timeout=15)
             b = start_sipp(
-                write_caller_scenario(tmp_path / "b.xml", caller_number="13100000002", digits="1", talk_ms=40000),
+                write_caller_scenario(tmp_path / "b.xml", caller_number="13100000002", digits="5", talk_ms=40000),
                 ("127.0.0.1", svc.sip_port), free_port(2), free_port(2), _mk(tmp_path / "b"), timeout_s=90,
             )  # fmt: skip
             with b:
@@ -406,7 +406,7 @@ def test_embedded_dev_mode_without_kamailio(
         svc.cli("agents", "add", "1001", "--name", "坐席", "--sip-uri", agent.direct_uri)
         status, body = svc.request("POST", "/agents/1001/login")
         assert status == 200, body
-        call(svc, tmp_path / "dev", "dev", caller_number="13200000001", speech=caller_speech, digits="1", talk_ms=6000)
+        call(svc, tmp_path / "dev", "dev", caller_number="13200000001", speech=caller_speech, digits="5", talk_ms=6000)
         ticket = svc.ticket(lambda t: t["caller"] == "13200000001")
     finally:
         agent.stop()
