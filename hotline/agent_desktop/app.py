@@ -3,23 +3,25 @@
 Handlers parse, call a port, serialise. One middleware turns every failure into JSON
 {"error": "<stable id>", "message": ...}: DomainError with its own status, unknown routes 404,
 wrong methods 405, anything unexpected 500 (logged). The ticket store is synchronous, so it is
-called in a worker thread; the queue is async.
+called in a worker thread; the queue is async. Sign-in, sessions and what each role may do:
+auth.py (the second middleware sets each request's principal); the live WebSocket: live.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import web
 
+from hotline.agent_desktop import auth as authmod
+from hotline.agent_desktop.auth import AUTH, Auth, auth_middleware, principal
+from hotline.agent_desktop.live import LIVE, LiveHub, close_clients, live_context, websocket
 from hotline.agent_desktop.openapi import API_PREFIX, document
+from hotline.agent_desktop.responses import error_reply, in_thread, json_reply, optional_object
 from hotline.core.errors import DomainError, InvalidRequest, NoSuchAgent, NoSuchCall
 from hotline.core.model import Agent, AgentId, AgentState, CallId, to_iso
 from hotline.core.ports import AgentStatus, CallQueue, TicketStore
@@ -35,24 +37,15 @@ DEFAULT_CALLS_LIMIT = 100
 # What an agent may ask of his own state (POST .../state {"state": ...}).
 STATE_REQUESTS = ("available", "paused", "wrap_up_done")
 
-_T = TypeVar("_T")
-_dumps = functools.partial(json.dumps, ensure_ascii=False)
+_json = json_reply
+_error = error_reply
+_in_thread = in_thread
+_optional_object = optional_object
 
 
 def wall_clock_ms() -> int:
     """Epoch milliseconds (what the queue records as agent state times)."""
     return time.time_ns() // 1_000_000
-
-
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=_dumps)
-
-
-def _error(status: int, error_id: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    response = _json({"error": error_id, "message": message}, status=status)
-    if headers:
-        response.headers.update(headers)
-    return response
 
 
 _HTTP_ERROR_IDS = {400: "invalid-request", 404: "not-found", 405: "method-not-allowed", 413: "too-large"}
@@ -68,7 +61,7 @@ async def error_middleware(
     except DomainError as exc:
         if exc.status >= 500:
             logger.warning("%s %s failed: %s", request.method, request.path, exc.message)
-        return _error(exc.status, exc.error_id, exc.message)
+        return _error(exc.status, exc.error_id, exc.message, getattr(exc, "headers", None))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -77,27 +70,6 @@ async def error_middleware(
     except Exception:
         logger.exception("%s %s failed unexpectedly", request.method, request.path)
         return _error(500, "internal", "internal error")
-
-
-async def _in_thread(call: Callable[..., _T], *args: Any) -> _T:
-    """Runs a (synchronous) TicketStore method off the event loop."""
-    return await asyncio.to_thread(call, *args)
-
-
-async def _optional_object(request: web.Request) -> dict[str, Any]:
-    """The JSON object in the body, {} without a body; InvalidRequest for anything else."""
-    if not request.body_exists:
-        return {}
-    raw = await request.read()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"body is not valid JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise InvalidRequest("body must be a JSON object")
-    return body
 
 
 def _iso_ms(ms: int | None) -> str | None:
@@ -145,18 +117,22 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def list_agents(request: web.Request) -> web.Response:
+    """Supervisors see every agent; an agent sees himself."""
+    who = principal(request)
     registry = await _in_thread(request.app[STORE].list_agents)
     live = {status.agent_id: status for status in await request.app[QUEUE].agents()}
     views = []
     registered = {agent.agent_id: agent for agent in registry}
     for agent_id in sorted(set(registered) | set(live)):
         status = live.get(agent_id) or AgentStatus(agent_id, AgentState.LOGGED_OUT, 0)
-        views.append(_agent_view(agent_id, registered.get(agent_id), status))
+        if who.supervises or who.owns(agent_id):
+            views.append(_agent_view(agent_id, registered.get(agent_id), status))
     return _json({"agents": views})
 
 
 async def get_agent(request: web.Request) -> web.Response:
     agent_id = AgentId(request.match_info["agent_id"])
+    principal(request).check_agent(agent_id)
     agent = await _in_thread(request.app[STORE].get_agent, agent_id)
     status = await request.app[QUEUE].agent_status(agent_id)
     if agent is None and not _known_to_queue(status):
@@ -166,17 +142,21 @@ async def get_agent(request: web.Request) -> web.Response:
 
 async def login(request: web.Request) -> web.Response:
     agent_id = AgentId(request.match_info["agent_id"])
+    who = principal(request)
+    who.check_agent(agent_id)
     await _optional_object(request)
     agent = await _in_thread(request.app[STORE].get_agent, agent_id)
     if agent is None:
         raise NoSuchAgent(f"no agent {agent_id} in the registry")
-    status = await request.app[QUEUE].agent_login(agent, request.app[CLOCK_MS]())
+    status = await request.app[QUEUE].agent_login(agent, request.app[CLOCK_MS](), by=who.actor_for(agent_id))
     logger.info("agent %s logged in (%s)", agent_id, status.state.value)
     return _json(_agent_view(agent_id, agent, status))
 
 
 async def logout(request: web.Request) -> web.Response:
     agent_id = AgentId(request.match_info["agent_id"])
+    who = principal(request)
+    who.check_agent(agent_id)
     body = await _optional_object(request)
     reason = body.get("reason", "")
     if not isinstance(reason, str):
@@ -185,7 +165,7 @@ async def logout(request: web.Request) -> web.Response:
     queue = request.app[QUEUE]
     if agent is None and not _known_to_queue(await queue.agent_status(agent_id)):
         raise NoSuchAgent(f"no agent {agent_id}")
-    status = await queue.agent_logout(agent_id, request.app[CLOCK_MS](), reason=reason)
+    status = await queue.agent_logout(agent_id, request.app[CLOCK_MS](), by=who.actor_for(agent_id), reason=reason)
     logger.info("agent %s logged out (%s)", agent_id, reason or "no reason given")
     return _json(_agent_view(agent_id, agent, status))
 
@@ -193,6 +173,9 @@ async def logout(request: web.Request) -> web.Response:
 async def set_state(request: web.Request) -> web.Response:
     """The agent's own request: available (end a pause), paused with a reason, wrap_up_done."""
     agent_id = AgentId(request.match_info["agent_id"])
+    who = principal(request)
+    who.check_agent(agent_id)
+    by = who.actor_for(agent_id)
     body = await _optional_object(request)
     unknown = sorted(set(body) - {"state", "reason"})
     if unknown:
@@ -211,23 +194,25 @@ async def set_state(request: web.Request) -> web.Response:
         raise NoSuchAgent(f"no agent {agent_id}")
     now = request.app[CLOCK_MS]()
     if wanted == "paused":
-        status = await queue.agent_pause(agent_id, reason, now)
+        status = await queue.agent_pause(agent_id, reason, now, by=by)
     elif wanted == "available":
-        status = await queue.agent_resume(agent_id, now)
+        status = await queue.agent_resume(agent_id, now, by=by)
     else:
-        status = await queue.wrap_up_done(agent_id, now)
+        status = await queue.wrap_up_done(agent_id, now, by=by)
     logger.info("agent %s asked for %s: %s %s", agent_id, wanted, status.state.value, status.reason)
     return _json(_agent_view(agent_id, agent, status))
 
 
 async def get_queue(request: web.Request) -> web.Response:
+    """Everyone signed in; an agent sees callers masked but for the call offered to him."""
+    who = principal(request)
     now = request.app[CLOCK_MS]()
     waiting = await request.app[QUEUE].waiting(now)
     items = [
         {
             "call_id": call.call_id,
             "worker_id": call.worker_id,
-            "caller": call.caller,
+            "caller": who.caller(call.caller, call.offered_to),
             "arrival_ms": call.arrival_ms,
             "position": call.position,
             "offered_to": call.offered_to,
@@ -249,7 +234,12 @@ async def list_calls(request: web.Request) -> web.Response:
         raise InvalidRequest(f"limit must be an integer, got {raw!r}") from None
     if not 1 <= limit <= MAX_CALLS_LIMIT:
         raise InvalidRequest(f"limit must be between 1 and {MAX_CALLS_LIMIT}, got {limit}")
-    records = await _in_thread(request.app[STORE].list_calls, limit)
+    who = principal(request)
+    if who.supervises:
+        records = await _in_thread(request.app[STORE].list_calls, limit)
+    else:  # an agent: his own calls among the latest MAX_CALLS_LIMIT
+        latest = await _in_thread(request.app[STORE].list_calls, MAX_CALLS_LIMIT)
+        records = [record for record in latest if who.owns(record.agent_id)][:limit]
     return _json({"calls": [record.to_dict() for record in records]})
 
 
@@ -258,6 +248,9 @@ async def get_call(request: web.Request) -> web.Response:
     record = await _in_thread(request.app[STORE].get_call, call_id)
     if record is None:
         raise NoSuchCall(f"no call {call_id}")
+    who = principal(request)
+    if not who.supervises and not who.owns(record.agent_id):
+        raise authmod.Forbidden(f"call {call_id} was not {who.username}'s")
     return _json(record.to_dict())
 
 
@@ -265,14 +258,33 @@ async def openapi(request: web.Request) -> web.Response:
     return _json(document())
 
 
-def make_app(queue: CallQueue, store: TicketStore, *, clock_ms: Callable[[], int] = wall_clock_ms) -> web.Application:
-    """The API application; the caller owns (and closes) the queue's client and the store."""
-    app = web.Application(middlewares=[error_middleware])
+def make_app(
+    queue: CallQueue,
+    store: TicketStore,
+    *,
+    auth: Auth | None,
+    live: LiveHub | None = None,
+    clock_ms: Callable[[], int] = wall_clock_ms,
+) -> web.Application:
+    """The API application; the caller owns (and closes) the queue's client and the store.
+
+    `auth`: accounts and sessions; None turns sign-in off (every request acts as an admin).
+    `live`: the WebSocket's event feed (None: /ws answers 404).
+    """
+    app = web.Application(middlewares=[error_middleware, auth_middleware])
+    app[AUTH] = auth
+    app[LIVE] = live
+    app.cleanup_ctx.append(live_context)
+    app.on_shutdown.append(close_clients)
     app[QUEUE] = queue
     app[STORE] = store
     app[CLOCK_MS] = clock_ms
     p = API_PREFIX
     app.router.add_get(f"{p}/health", health)
+    app.router.add_post(f"{p}/login", authmod.login)
+    app.router.add_post(f"{p}/logout", authmod.logout)
+    app.router.add_get(f"{p}/me", authmod.me)
+    app.router.add_get(f"{p}/ws", websocket)
     app.router.add_get(f"{p}/agents", list_agents)
     app.router.add_get(f"{p}/agents/{{agent_id}}", get_agent)
     app.router.add_post(f"{p}/agents/{{agent_id}}/login", login)

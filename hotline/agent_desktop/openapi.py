@@ -18,6 +18,9 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 def _errors(*statuses: int) -> dict[str, Any]:
     text = {
         400: "invalid-request: malformed JSON or parameter",
+        401: "unauthorized: no session, or it expired (sign in again)",
+        403: "forbidden: the role or ownership does not allow this (an agent acts on his own agent only)",
+        429: "too-many-attempts: too many sign-ins for this username from this address (see Retry-After)",
         404: "no-such-agent / no-such-call",
         409: "conflict / illegal-transition: the change is not possible in the agent's current state",
         503: "unavailable: Redis or the ticket store is not reachable",
@@ -39,6 +42,31 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "error": {"type": "string", "description": "stable id, e.g. no-such-agent"},
             "message": {"type": "string"},
+        },
+    },
+    "LoginRequest": {
+        "type": "object",
+        "required": ["username", "password"],
+        "additionalProperties": False,
+        "properties": {"username": {"type": "string"}, "password": {"type": "string", "format": "password"}},
+    },
+    "Principal": {
+        "type": "object",
+        "required": ["username", "role", "agent_id"],
+        "properties": {
+            "username": {"type": "string"},
+            "role": {"type": "string", "enum": ["agent", "supervisor", "admin"]},
+            "agent_id": {**_NULLABLE_STRING, "description": "the agent this account acts as"},
+        },
+    },
+    "Session": {
+        "type": "object",
+        "required": ["token", "token_type", "expires_in", "account"],
+        "properties": {
+            "token": {"type": "string", "description": "send as Authorization: Bearer <token>"},
+            "token_type": {"type": "string", "enum": ["Bearer"]},
+            "expires_in": {"type": "integer", "description": "seconds the session lasts"},
+            "account": _ref("Principal"),
         },
     },
     "Health": {
@@ -161,6 +189,12 @@ _SCHEMAS: dict[str, Any] = {
 }
 
 
+# Reachable without a session; the rest needs `Authorization: Bearer <token>`.
+_PUBLIC = {f"{API_PREFIX}/health", f"{API_PREFIX}/openapi.json", f"{API_PREFIX}/login", "/metrics"}
+# Refused (403) to some roles or to other agents' data: an agent acts on his own agent and calls only.
+_RESTRICTED = {"getAgent", "loginAgent", "logoutAgent", "setAgentState", "getCall", "wallboard"}
+
+
 def document() -> dict[str, Any]:
     """The OpenAPI document; paths are absolute (they include API_PREFIX)."""
     p = API_PREFIX
@@ -173,6 +207,51 @@ def document() -> dict[str, Any]:
                     "200": _json(_ref("Health"), "all dependencies reachable"),
                     "503": _json(_ref("Health"), "a dependency is not reachable"),
                 },
+            }
+        },
+        f"{p}/login": {
+            "post": {
+                "summary": "Sign in: a session token for the account (rate-limited per username and address)",
+                "operationId": "login",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("LoginRequest")}}},
+                "responses": {
+                    "200": _json(_ref("Session"), "signed in"),
+                    "401": _json(_ref("Error"), "unauthorized: wrong username or password, or a disabled account"),
+                    **_errors(400, 429),
+                    "404": _json(_ref("Error"), "not-found: sign-in is off (api.auth: false)"),
+                },
+            }
+        },
+        f"{p}/logout": {
+            "post": {
+                "summary": "End this session (the token stops working)",
+                "operationId": "logout",
+                "responses": {"200": _json({"type": "object"}, "signed out")},
+            }
+        },
+        f"{p}/ws": {
+            "get": {
+                "summary": "WebSocket of live events, filtered by role (token as ?token= or Bearer)",
+                "description": 'Text messages {"id", "type", "data"}: agent.state, call.queued, '
+                "call.started, call.ended, call.draft, offer.answered, offer.failed, alert; first "
+                '{"type": "hello"}. An agent gets his own agent\'s events and the drafts of calls '
+                "offered to him; supervisors everything. A client too slow to keep up is closed with "
+                "code 4008; the server pings every 20 s.",
+                "operationId": "liveEvents",
+                "parameters": [
+                    {"name": "token", "in": "query", "required": False, "schema": {"type": "string"}},
+                ],
+                "responses": {
+                    "101": {"description": "switching to the WebSocket protocol"},
+                    "404": _json(_ref("Error"), "not-found: this process has no live feed"),
+                },
+            }
+        },
+        f"{p}/me": {
+            "get": {
+                "summary": "The account this session acts for",
+                "operationId": "me",
+                "responses": {"200": _json(_ref("Principal"), "the account")},
             }
         },
         f"{p}/agents": {
@@ -267,14 +346,28 @@ def document() -> dict[str, Any]:
             }
         },
     }
+    for path, item in paths.items():
+        for operation in item.values():
+            if path in _PUBLIC:
+                operation["security"] = []
+                continue
+            operation["responses"].update(_errors(401))
+            if operation["operationId"] in _RESTRICTED:
+                operation["responses"].update(_errors(403))
     return {
         "openapi": "3.0.3",
         "info": {
             "title": "hotline agent desktop API",
             "version": "1.0.0",
             "description": "Agents, queue and call records of a 12345 hotline. Errors are "
-            '{"error": "<stable id>", "message": "..."}.',
+            '{"error": "<stable id>", "message": "..."}. Roles: an agent sees and changes his own agent '
+            "and calls only, and other callers' numbers masked (138****8000); supervisors and admins "
+            "see and change every agent. With api.auth off every request acts as an admin.",
         },
         "paths": paths,
-        "components": {"schemas": _SCHEMAS},
+        "components": {
+            "schemas": _SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "POST /login's token"}},
+        },
+        "security": [{"bearer": []}],
     }

@@ -149,6 +149,27 @@ class RedisEventBus:
                 last_id = text(entries[-1][0])
         return last_id
 
+    async def read_after(self, last_id: str, block_ms: int, count: int = 100) -> tuple[str, list[Entry]]:
+        """Events after last_id ("$": after now) with plain XREAD, no consumer group: every reader
+        sees every event (the agent desktop's live feed). Returns the id to pass next time and
+        the events as (entry id, kind, data); malformed ones are logged and skipped."""
+        with translate_errors("read_after"):
+            if last_id == "$":
+                newest = await self._client.xrevrange(self._events, count=1)
+                last_id = text(newest[0][0]) if newest else "0-0"
+            reply = await self._client.xread({self._events: last_id}, count=count, block=max(1, block_ms))
+        good: list[Entry] = []
+        for _stream, entries in reply or []:
+            for raw_id, fields in entries:
+                last_id = text(raw_id)
+                try:
+                    kind, data = _decode_fields(fields)
+                except ValueError as exc:
+                    logger.error("skipping malformed event %s on %s: %s", last_id, self._events, exc)
+                    continue
+                good.append((last_id, kind, data))
+        return last_id, good
+
     async def claim_stale(self, group: str, consumer: str, min_idle_ms: int, count: int = 100) -> list[Entry]:
         """Takes over, for `consumer`, events delivered to any consumer of the group that stayed
         unacknowledged for min_idle_ms (that consumer died: a control process killed mid-write

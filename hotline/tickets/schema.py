@@ -6,6 +6,8 @@ call is saved again. A 工单 is a table of its own (`tickets`) that points at c
 timeline, append-only: the store only ever inserts into it, and triggers in the migration refuse
 UPDATE and DELETE on both backends. `call_drafts` holds the speech service's latest ticket draft
 of a live call (transcript so far and the fields it guessed), one row per call, replaced.
+`accounts` are the agent desktop's users: argon2 password hash, role, the agent an agent account
+is tied to (accounts.py).
 
 This module describes the *current* schema. The migrations in `migrations/versions/` are what
 build it in a database and spell every column out themselves; a contract test checks that the two
@@ -225,4 +227,17 @@ call_drafts = Table(
     Column("draft", Text(), nullable=False),  # JSON object
     Column("engine", String(64), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("username", String(64), primary_key=True),
+    Column("password_hash", String(PARTY_LENGTH), nullable=False),  # argon2id, PHC string format
+    Column("role", String(CODE_LENGTH), nullable=False),  # agent, supervisor, admin
+    # No foreign key to agents (like calls.agent_id): add_account checks the agent exists.
+    Column("agent_id", String(ID_LENGTH), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("disabled", Boolean(), nullable=False),
+    Index(None, "agent_id"),
 )

@@ -1,5 +1,6 @@
 """SqlTicketStore: the TicketStore and TicketRepository ports over SQLAlchemy Core (SQLite or
-PostgreSQL): call records, agents, the speech service's call drafts, and 工单 (ledger.py).
+PostgreSQL): call records, agents, the speech service's call drafts, 工单 (ledger.py) and the
+API's accounts (accounts.py).
 
 Synchronous, like the ports: the runtime calls it from a worker thread, never on the event loop.
 The engine is thread-safe; each method uses one short transaction.
@@ -19,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from hotline.core.errors import Conflict, InvalidRequest, Unavailable
 from hotline.core.model import Agent, AgentId, CallId, CallRecord, Outcome, WorkerId, utcnow
 from hotline.tickets import schema
+from hotline.tickets.accounts import AccountBook
 from hotline.tickets.database import SQLITE_BEGIN, make_engine, translate_errors, upgrade_to_head
 from hotline.tickets.ledger import TicketLedger
 from hotline.tickets.model import TicketPolicy, WorkingCalendar
@@ -31,7 +33,7 @@ logger = logging.getLogger(__name__)
 _CALL_TIMES = ("started_at", "answered_at", "queued_at", "connected_at", "ended_at")
 
 
-class SqlTicketStore(TicketLedger):
+class SqlTicketStore(TicketLedger, AccountBook):
     """Call records, agents, call drafts and tickets in SQL; implements hotline.core.ports'
     TicketStore and TicketRepository.
 

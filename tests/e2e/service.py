@@ -57,6 +57,8 @@ class Service:
             },
             "kamailio": {"enabled": kamailio, "ping_interval_s": 1},
             "http": {"host": "127.0.0.1", "port": self.http_port},
+            # The API's sign-in has its own tests (tests/integration/test_api_auth.py).
+            "api": {"auth": False},
             "queue": {"ring_timeout_s": 15},
             # Speech recognition loads a model and spends CPU on every queued call: only the
             # tests of it turn it on (start_service(asr={"enabled": True})).

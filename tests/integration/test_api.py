@@ -66,7 +66,7 @@ async def serve(app: web.Application) -> TestClient[web.Request, web.Application
 async def api(
     queue: RedisCallQueue, store: SqlTicketStore, clock: Clock
 ) -> AsyncIterator[TestClient[web.Request, web.Application]]:
-    client = await serve(make_app(queue, store, clock_ms=clock))
+    client = await serve(make_app(queue, store, auth=None, clock_ms=clock))
     yield client
     await client.close()
 
@@ -258,7 +258,7 @@ class TestAgentState:
     async def test_wrap_up_done(self, store: SqlTicketStore, redis_url: str, clock: Clock) -> None:
         client = redis.asyncio.Redis.from_url(redis_url)
         queue = RedisCallQueue(client, policy=AcdPolicy(agent=AgentPolicy(wrap_up_ms=60_000)))
-        api = await serve(make_app(queue, store, clock_ms=clock))
+        api = await serve(make_app(queue, store, auth=None, clock_ms=clock))
         try:
             await post_json(api, f"{API}/agents/a1/login")
             await queue.enqueue(CallId("c1"), W1, "13800000000", 1_100)
@@ -372,7 +372,7 @@ class TestErrors:
 
     async def test_redis_down_is_503(self, store: SqlTicketStore, fresh_redis: RedisServer) -> None:
         client = redis.asyncio.Redis.from_url(fresh_redis.url, socket_connect_timeout=1, socket_timeout=2)
-        api = await serve(make_app(RedisCallQueue(client), store))
+        api = await serve(make_app(RedisCallQueue(client), store, auth=None))
         try:
             assert (await get_json(api, f"{API}/queue"))["count"] == 0
             fresh_redis.stop()
@@ -392,7 +392,7 @@ class TestErrors:
 
     async def test_closed_store_is_503(self, queue: RedisCallQueue, tmp_path: Path) -> None:
         store = SqlTicketStore(f"sqlite:///{tmp_path / 'closed.db'}")
-        api = await serve(make_app(queue, store))
+        api = await serve(make_app(queue, store, auth=None))
         try:
             store.close()
             assert (await get_json(api, f"{API}/calls", status=503))["error"] == "unavailable"
