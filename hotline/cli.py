@@ -248,6 +248,8 @@ async def run_control(config: Config) -> None:
     from aiohttp import web
 
     from hotline.agent_desktop.app import make_app
+    from hotline.agent_desktop.auth import Auth, MemorySessions
+    from hotline.agent_desktop.live import LiveHub
     from hotline.queue.bus import RedisEventBus
     from hotline.queue.leader import RedisLease
     from hotline.runtime.control import Control, ControlSettings
@@ -270,7 +272,17 @@ async def run_control(config: Config) -> None:
         agent_uri_for(config),
         lease=RedisLease(client, "dispatcher", config.redis_prefix),
     )
-    app = make_app(queue, store)
+    auth = None
+    if config.api.auth:
+        auth = Auth(
+            store,
+            MemorySessions(),
+            session_ttl_s=config.api.session_ttl_s,
+            failures_per_minute=config.api.login_failures_per_minute,
+        )
+    else:
+        logger.warning("api.auth is off: every API request acts as an admin")
+    app = make_app(queue, store, auth=auth, live=LiveHub(bus))
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, config.http.host, config.http.port)
@@ -587,6 +599,43 @@ def agents_cmd(config: Config, args: argparse.Namespace) -> int:
         store.close()
 
 
+def read_password(args: argparse.Namespace) -> str:
+    """The new account's password: from the variable named by --password-env, else typed twice at
+    a terminal, else the first line of standard input. Never from the command line (ps shows it)."""
+    if args.password_env:
+        password = os.environ.get(args.password_env)
+        if password is None:
+            raise InvalidRequest(f"--password-env: the variable {args.password_env} is not set")
+        return password
+    if sys.stdin.isatty():
+        import getpass
+
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            raise InvalidRequest("the two passwords differ")
+        return password
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def accounts_cmd(config: Config, args: argparse.Namespace) -> int:
+    store = open_store(config)
+    try:
+        if args.accounts_cmd == "add":
+            agent_id = AgentId(args.agent) if args.agent else None
+            account = store.add_account(args.username, read_password(args), args.role, agent_id)
+            print(json.dumps(account.to_dict(), ensure_ascii=False))
+        elif args.accounts_cmd in ("disable", "enable"):
+            account = store.set_account_disabled(args.username, args.accounts_cmd == "disable")
+            print(json.dumps(account.to_dict(), ensure_ascii=False))
+        else:
+            for a in store.list_accounts():
+                state = "disabled" if a.disabled else "enabled"
+                print(f"{a.username}\t{a.role}\t{a.agent_id or ''}\t{state}")
+        return 0
+    finally:
+        store.close()
+
+
 def deadline_cmd(config: Config, args: argparse.Namespace) -> int:
     from hotline.tickets.deadline import deadline_report, parse_local
     from hotline.tickets.policy import load_policies
@@ -745,6 +794,16 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--skill", action="append", default=[], help="NAME:LEVEL, repeatable (language:en:2, 投诉:3); 0-9")
     ls = asub.add_parser("list")
     ls.add_argument("--json", action="store_true")
+    ac = sub.add_parser("accounts", help="who may sign in to the agent desktop API")
+    acsub = ac.add_subparsers(dest="accounts_cmd", required=True)
+    aca = acsub.add_parser("add", help="password from --password-env VAR, a terminal, or stdin's first line")
+    aca.add_argument("username")
+    aca.add_argument("--role", required=True, choices=("agent", "supervisor", "admin"))
+    aca.add_argument("--agent", default=None, help="the agent id the account belongs to (required for agents)")
+    aca.add_argument("--password-env", default=None, metavar="VAR", help="read the password from this variable")
+    acsub.add_parser("list")
+    for verb in ("disable", "enable"):
+        acsub.add_parser(verb).add_argument("username")
     t = sub.add_parser("tickets", help="call records and tickets")
     tsub = t.add_subparsers(dest="tickets_cmd", required=True)
     tl = tsub.add_parser("list")
@@ -820,6 +879,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return doctor(config)
         if args.cmd == "agents":
             return agents_cmd(config, args)
+        if args.cmd == "accounts":
+            return accounts_cmd(config, args)
         if args.cmd == "tickets":
             return tickets_cmd(config, args)
         if args.cmd == "intake":

@@ -49,6 +49,13 @@ class HttpConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ApiConfig:
+    auth: bool = True  # false: no sign-in, every request acts as admin (tests, a closed lab only)
+    session_ttl_s: float = 12 * 3600.0  # a session token lasts one shift
+    login_failures_per_minute: int = 5  # per username and address; more are refused (429)
+
+
+@dataclasses.dataclass(frozen=True)
 class QueueConfig:
     name: str = "default"
     ring_timeout_s: float = 20.0
@@ -103,6 +110,7 @@ class Config:
     sip: SipConfig = dataclasses.field(default_factory=SipConfig)
     kamailio: KamailioConfig = dataclasses.field(default_factory=KamailioConfig)
     http: HttpConfig = dataclasses.field(default_factory=HttpConfig)
+    api: ApiConfig = dataclasses.field(default_factory=ApiConfig)
     queue: QueueConfig = dataclasses.field(default_factory=QueueConfig)
     callback: CallbackConfig = dataclasses.field(default_factory=CallbackConfig)
     asr: AsrConfig = dataclasses.field(default_factory=AsrConfig)

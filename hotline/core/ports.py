@@ -154,6 +154,9 @@ class CallQueue(Protocol):
         arrival time, and is offered as a callback (dialled from any live worker) when its turn
         comes. False if the call is not waiting in the queue."""
 
+    async def next_match(self, now_ms: int) -> tuple[CallId, AgentId] | None:
+        """The (call, agent) a dispatch would pair now, read only; None if nothing is dispatchable."""
+
     async def position(self, call_id: CallId) -> int | None: ...
 
     async def estimated_wait_s(self, call_id: CallId, now_ms: int) -> float | None:

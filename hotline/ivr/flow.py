@@ -223,7 +223,7 @@ class CallFlow(ScriptNodes):
     def _enter_queue(self, node: QueueNode, now: float) -> list[Command]:
         self.queue_node = node
         self.phase = Phase.WAITING
-        out: list[Command] = [Enqueue()]
+        out: list[Command] = [Enqueue(node.skills)]
         if self.pending_priority is not None:
             out += self._raise(self.pending_priority)
             self.pending_priority = None

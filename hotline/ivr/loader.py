@@ -222,6 +222,25 @@ def _read_keys(f: _File, node: yaml.Node, what: str) -> Any:
     return keys
 
 
+def _read_skills(f: _File, node: yaml.Node, what: str) -> Any:
+    if not isinstance(node, yaml.SequenceNode):
+        f.add(node, f'{what} must be a list of skill names, e.g. ["language:en"]')
+        return None
+    skills: list[str] = []
+    for item in node.value:
+        value = _text(f, item, what)
+        if value is None:
+            continue
+        if not value.strip() or any(ch.isspace() or ch in ",{}" for ch in value):
+            f.add(item, f"{what}: {value!r} is not a skill name (no spaces, commas or braces)")
+            continue
+        if value in skills:
+            f.add(item, f"{what}: {value!r} appears twice")
+            continue
+        skills.append(value)
+    return tuple(skills)
+
+
 # Per node type: field -> (reader, required). "prompt?" fields may be null (no prompt).
 _FIELDS: Mapping[str, Mapping[str, tuple[Reader, bool]]] = {
     "queue": {
@@ -233,6 +252,7 @@ _FIELDS: Mapping[str, Mapping[str, tuple[Reader, bool]]] = {
         "speech_skips_greeting": (_read_bool, False),
         "emergency_priority": (_read_bool, False),
         "queue": (_read_text, False),
+        "skills": (_read_skills, False),
     },
     "menu": {
         "prompt": (_read_name, True),

@@ -149,7 +149,7 @@ class StopPlay:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Enqueue:
-    pass
+    skills: tuple[str, ...] = ()  # what the queue node asks of the agent (routing widens it)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ class QueueNode:
     speech_skips_greeting: bool = True
     emergency_priority: bool = False  # an emergency heard in speech raises the call to "emergency"
     queue: str = ""  # queue name; "" = the configured one
+    skills: tuple[str, ...] = ()  # the call needs agents with these skills (e.g. "language:en")
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

@@ -465,6 +465,32 @@ class RedisCallQueue:
         calls = self._waiting_calls(await self._snapshot(with_agents=False))
         return [call for call in calls if not call.callback and now_ms - call.arrival_ms >= max_wait]
 
+    async def next_match(self, now_ms: int) -> tuple[CallId, AgentId] | None:
+        """The (call, agent) the next dispatch would pair, read only (routing.choose on one
+        consistent snapshot; round-robin memory aside). None: nothing is dispatchable now (no
+        available agent has what any waiting call needs, or those calls wait for a retry)."""
+        now_ms = _ms("now_ms", now_ms)
+        snapshot = await self._snapshot(with_agents=True)
+        calls = [
+            routing.Waiting(c.call_id, c.arrival_ms, c.skills, c.retry_at_ms or 0)
+            for c in self._waiting_calls(snapshot)
+        ]
+        agents = [
+            routing.Candidate(a.agent_id, a.idle_since_ms or 0, a.skills, a.calls_answered, a.talk_ms)
+            for a in snapshot.agents
+            if a.state is AgentState.AVAILABLE
+        ]
+        agents.sort(key=lambda a: (a.idle_since_ms, a.agent_id))
+        picked = routing.choose(
+            calls,
+            agents,
+            strategy=routing.Strategy.LONGEST_IDLE,  # which agent matters not here, only whether one
+            required=self.policy.required_skills,
+            steps=routing.steps_ms(self.policy.skill_steps),
+            now_ms=now_ms,
+        )
+        return None if picked is None else (CallId(picked[0].call_id), AgentId(picked[1].agent_id))
+
     async def average_handle_ms(self) -> int:
         """The moving average of handle times (policy.default_handle_ms before the first call)."""
         with translate_errors("average_handle_ms"):

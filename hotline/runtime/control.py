@@ -35,9 +35,9 @@ from typing import Any, Protocol
 
 from hotline.core import events as ev
 from hotline.core.errors import DomainError, Unavailable
-from hotline.core.model import AgentState, CallId, CallRecord, Outcome, WorkerId, lost_call_record
+from hotline.core.model import AgentState, CallId, CallRecord, WorkerId
 from hotline.core.ports import CallQueue, Offer, TicketStore
-from hotline.runtime.callback import DIALABLE
+from hotline.runtime.lost import settle_lost_call
 from hotline.runtime.queue_log import QueueLog
 
 logger = logging.getLogger(__name__)
@@ -85,6 +85,7 @@ class ControlSettings:
     leader_ttl_s: float = 5.0  # the dispatcher lease; renewed every third of it
     claim_idle_s: float = 30.0  # a ticket event unacknowledged this long is taken over
     watchdog_s: float = 10.0  # no offer this long with calls and agents waiting: alert
+    reconcile_interval_s: float = 30.0  # the leader reconciles the queue with the workers' calls
     queue_log: Path | None = None  # where the queue_log lines go (None: not written)
     queue_name: str = "default"
 
@@ -117,6 +118,7 @@ class Control:
         self._last_offer = time.monotonic()
         self._stalled = False
         self._queue_log = QueueLog(settings.queue_name)
+        self._next_reconcile = 0.0
 
     async def run(self) -> None:
         tasks = [
@@ -154,6 +156,7 @@ class Control:
             logger.warning("%s %s the dispatcher", self.settings.consumer, "is now" if leader else "is no longer")
             self._last_offer = time.monotonic()
             self._stalled = False
+            self._next_reconcile = 0.0  # a new leader reconciles first
         self.is_leader = leader
         return False
 
@@ -162,25 +165,31 @@ class Control:
         if not self.is_leader:
             return False
         now = epoch_ms()
-        waiting = [c for c in await self.queue.waiting() if c.retry_at_ms is None or c.retry_at_ms <= now]
-        available = [a for a in await self.queue.agents() if a.state == AgentState.AVAILABLE]
+        # Only a pair the routing rules would match is a stall: a call needing a skill no free
+        # agent has, or a callback waiting for its retry time, is not the dispatcher's fault.
+        match = await self.queue.next_match(now)
         idle_s = time.monotonic() - self._last_offer
-        if not waiting or not available:
+        if match is None:
             self._last_offer = time.monotonic()  # nothing to dispatch is not a stall
             self._stalled = False
             return False
         if idle_s >= self.settings.watchdog_s and not self._stalled:
             self._stalled = True
+            waiting = await self.queue.waiting()
+            available = [a for a in await self.queue.agents() if a.state == AgentState.AVAILABLE]
             alert = {
                 "alert": "dispatch-stalled",
                 "waiting": len(waiting),
                 "available": len(available),
+                "example": {"call_id": match[0], "agent_id": match[1]},
                 "seconds": round(idle_s, 1),
                 "by": self.settings.consumer,
             }
             self.alerts.append(alert)
             logger.error(
-                "ALERT dispatch stalled: %d calls wait, %d agents available, no offer for %.0f s",
+                "ALERT dispatch stalled: call %s could go to agent %s (%d waiting, %d available), no offer for %.0f s",
+                match[0],
+                match[1],
                 len(waiting),
                 len(available),
                 idle_s,
@@ -369,6 +378,9 @@ class Control:
     async def monitor_step(self) -> bool:
         if not self.is_leader:
             return False
+        if time.monotonic() >= self._next_reconcile:
+            self._next_reconcile = time.monotonic() + self.settings.reconcile_interval_s
+            await self.reconcile_step()
         for offer in await self.queue.expire_offers(epoch_ms()):
             logger.warning("offer %s expired; call %s back in the queue", offer.offer_id, offer.call_id)
         known = await self.bus.known_workers()
@@ -376,6 +388,52 @@ class Control:
         for worker in sorted(known - alive):
             await self.close_dead_worker(WorkerId(worker))
         return False
+
+    async def reconcile_step(self, min_age_ms: int = 30_000) -> int:
+        """Reconciles the queue with the workers' live calls; returns how many things it fixed.
+
+        Run by the leader when it takes the lease and every reconcile_interval_s. What the
+        queue holds that no worker tracks (a worker forgotten before its calls were closed, a
+        Redis restored from an older AOF, a crash between two steps) is settled like a dead
+        worker's call (runtime/lost.py): a waiting caller of a worker that is not alive keeps
+        the place as a callback; an agent on a call no worker has is freed. Anything younger
+        than min_age_ms is left alone (a worker tracks a call a moment after it queues it)."""
+        now = epoch_ms()
+        alive = await self.bus.alive_workers()
+        live: set[str] = set()
+        for worker in await self.bus.known_workers():
+            for call_id, info in (await self.bus.tracked_calls(worker)).items():
+                live.add(call_id)
+                if info.get("queue_call_id"):
+                    live.add(str(info["queue_call_id"]))
+        fixed = 0
+        for entry in await self.queue.waiting():
+            if entry.callback or entry.call_id in live or entry.worker_id in alive:
+                continue
+            if now - entry.arrival_ms < min_age_ms:
+                continue
+            info = {"caller": entry.caller, "callee": "", "started_at": ""}
+            record = await settle_lost_call(self.queue, entry.worker_id, entry.call_id, info)
+            if await asyncio.to_thread(self.store.get_call, entry.call_id) is None:
+                await asyncio.to_thread(self.store.save_call, record)
+            logger.error(
+                "reconcile: call %s of worker %s, known to no worker: %s",
+                entry.call_id,
+                entry.worker_id,
+                record.outcome,
+            )
+            fixed += 1
+        for agent in await self.queue.agents():
+            if agent.state != AgentState.ON_CALL or agent.call_id is None or agent.call_id in live:
+                continue
+            if now - agent.since_ms < min_age_ms:
+                continue
+            await self.queue.call_finished(agent.call_id, now, lost=True)
+            logger.error(
+                "reconcile: agent %s was on call %s, which no worker has: freed", agent.agent_id, agent.call_id
+            )
+            fixed += 1
+        return fixed
 
     async def close_dead_worker(self, worker_id: WorkerId) -> int:
         calls = await self.bus.tracked_calls(worker_id)
@@ -387,26 +445,11 @@ class Control:
         return len(calls)
 
     async def _close_failed(self, worker_id: WorkerId, call_id: CallId, info: dict[str, Any]) -> None:
-        """Closes one call of a dead worker. A caller still waiting in the queue (whose number
-        can be dialled) keeps the place as a callback entry; any other call is closed failed."""
-        # A callback attempt is tracked under its own id; the queue knows it by the original.
-        queue_call_id = CallId(str(info.get("queue_call_id") or call_id))
-        caller = str(info.get("caller") or "")
-        kept = False
-        if "queue_call_id" not in info and DIALABLE.match(caller):
-            kept = await self.queue.request_callback(call_id, caller, epoch_ms())
-        existing = await asyncio.to_thread(self.store.get_call, call_id)
-        if existing is None:
-            if kept:
-                reason = "worker died while the caller waited: called back at the same place"
-                record = lost_call_record(call_id, worker_id, info, reason, Outcome.CALLBACK_REQUESTED)
-            else:
-                record = lost_call_record(call_id, worker_id, info, "worker died")
+        """Closes one call of a dead worker (hotline/runtime/lost.py says how)."""
+        record = await settle_lost_call(self.queue, worker_id, call_id, info)
+        if await asyncio.to_thread(self.store.get_call, call_id) is None:
             await asyncio.to_thread(self.store.save_call, record)
             self.failed_closed += 1
-        if not kept:
-            await self.queue.abandon(queue_call_id)
-            await self.queue.call_finished(queue_call_id, epoch_ms(), lost=True)  # the agent is free at once
         await self.bus.untrack_call(worker_id, call_id)
 
 

@@ -130,7 +130,8 @@ class QueueLog:
         queued, connected, ended = (from_iso(data.get(k) or None) for k in ("queued_at", "connected_at", "ended_at"))
         at = _epoch(data.get("ended_at"), now_ms)
         q = self.queue
-        self._entered.pop(str(call_id), None)
+        if outcome != "callback_requested":  # a callback's CONNECT counts from the first arrival
+            self._entered.pop(str(call_id), None)
         if outcome == "answered" and connected is not None:
             event = "COMPLETEAGENT" if data.get("hangup_by") == "agent" else "COMPLETECALLER"
             return [_line(at, call_id, q, agent, event, _seconds(queued, connected), _seconds(connected, ended), 1)]

@@ -35,11 +35,12 @@ from hotline.core.model import (
     lost_call_record,
     utcnow,
 )
-from hotline.core.ports import CallQueue
+from hotline.core.ports import QUEUE_FULL, CallQueue
 from hotline.ivr import flow as fl
 from hotline.ivr.spec import FlowSpec
 from hotline.recordings.stereo import merge_stereo
 from hotline.runtime.callback import CallbackConfig, CallbackRunner
+from hotline.runtime.lost import settle_lost_call
 from hotline.sip.events import (
     CallRejected,
     DtmfReceived,
@@ -225,7 +226,8 @@ class Worker:
         self._stop.set()
 
     async def close_stale_calls(self) -> int:
-        """Closes, as failed, the calls this worker id had when it last died.
+        """Settles the calls this worker id had when it last died (runtime/lost.py: a waiting
+        caller keeps the place as a callback, anything else is closed as failed).
 
         A supervisor restarts a killed worker within seconds under the same id, possibly before
         its heartbeat expires, so the control plane may never see it dead: the new incarnation
@@ -238,10 +240,10 @@ class Worker:
         for call_id, info in stale.items():
             if CallId(call_id) in self.sessions:
                 continue
-            record = lost_call_record(CallId(call_id), self.settings.worker_id, info, "worker died")
-            with contextlib.suppress(Unavailable):
-                await self.queue.abandon(CallId(call_id))
-                await self.queue.call_finished(CallId(call_id), epoch_ms(), lost=True)
+            try:
+                record = await settle_lost_call(self.queue, self.settings.worker_id, CallId(call_id), info)
+            except Unavailable:
+                record = lost_call_record(CallId(call_id), self.settings.worker_id, info, "worker died")
             await self.deliver(record, only_if_new=True)
         if stale:
             logger.error("closed %d calls left by this worker's previous run", len(stale))
@@ -452,7 +454,16 @@ class Worker:
             await sip.stop_play(s.caller_leg)
         elif isinstance(c, fl.Enqueue):
             s.queued_at = utcnow()
-            await self.queue.enqueue(s.call_id, self.settings.worker_id, s.incoming.caller, epoch_ms())
+            position = await self.queue.enqueue(
+                s.call_id, self.settings.worker_id, s.incoming.caller, epoch_ms(), skills=c.skills
+            )
+            if position == QUEUE_FULL:
+                # The queue's max_length: nobody is lost, the caller keeps waiting on hold and
+                # the alert says why; overflow (another queue, callback, voicemail) is the
+                # control plane's (overflow_due), not implemented yet.
+                logger.error("call %s: queue full, not queued", s.call_id)
+                with contextlib.suppress(Unavailable):
+                    await self.bus.publish(ev.ALERT, {"alert": "queue-full", "call_id": s.call_id})
             # The caller's own recording grows while the call lasts: speech recognition reads it
             # from another process (no Python in the media clock, PJSUA2.md).
             tap = str(_leg_file(s.recording, "caller")) if s.recording is not None else None

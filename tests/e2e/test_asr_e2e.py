@@ -74,7 +74,9 @@ def test_callers_words_become_their_ticket_drafts(start_service: Any, tmp_path: 
             cwd / "call.xml",
             caller_number=caller,
             speech=speech,
-            pre_speech_ms=1000,
+            digits="5",  # skips the greeting first: the caller then waits in the queue, talking
+            pre_dtmf_ms=500,
+            pre_speech_ms=500,
             talk_ms=int(seconds * 1000) + 1500,  # hang up after the clip
         )
         run_sipp(scenario, ("127.0.0.1", svc.sip_port), free_port(2), free_port(2), cwd, timeout_s=60)

@@ -51,14 +51,14 @@ def _flagged_first(svc: Service) -> list[dict[str, Any]] | None:
 
 
 def test_a_waiting_caller_hears_his_position_and_the_callback_offer(start_service: Any, tmp_path: Path) -> None:
-    """The default flow with announcements every 6 s (a copy of config/ivr/default.yaml): with
+    """The default flow with announcements every 10 s (a copy of config/ivr/default.yaml): with
     one caller ahead and nobody to answer, caller B hears "您前面还有 一 位来电" and the
     callback offer, joined from the digit and word prompts, between stretches of hold music."""
     flows = tmp_path / "ivr"
     flows.mkdir()
     default = (REPO / "config" / "ivr" / "default.yaml").read_text()
     assert "announce_interval_s: 45" in default
-    (flows / "default.yaml").write_text(default.replace("announce_interval_s: 45", "announce_interval_s: 6"))
+    (flows / "default.yaml").write_text(default.replace("announce_interval_s: 45", "announce_interval_s: 10"))
     svc = start_service(workers=1, ivr={"dir": str(flows), "flow": "default"})
     a_dir, b_dir = tmp_path / "a", tmp_path / "b"
     a_dir.mkdir()
@@ -66,7 +66,7 @@ def test_a_waiting_caller_hears_his_position_and_the_callback_offer(start_servic
     first = write_caller_scenario(a_dir / "a.xml", caller_number="13300000011", talk_ms=40000)
     with start_sipp(first, ("127.0.0.1", svc.sip_port), free_port(2), free_port(2), a_dir, timeout_s=60) as a:
         until(lambda: _waiting(svc, 1), timeout=15)
-        second = write_caller_scenario(b_dir / "b.xml", caller_number="13300000012", digits="5", talk_ms=16000)
+        second = write_caller_scenario(b_dir / "b.xml", caller_number="13300000012", digits="5", talk_ms=22000)
         media = free_port(2)
         with RtpCapture(media, tmp_path / "to-b.pcap"):
             run_sipp(second, ("127.0.0.1", svc.sip_port), free_port(2), media, b_dir, timeout_s=60)

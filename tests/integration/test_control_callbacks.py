@@ -323,3 +323,54 @@ async def test_a_withheld_number_gives_up_at_once_without_ringing_the_agent(
     assert await queue.waiting() == []
     assert (await queue.agent_status(AgentId("a1"))).state == AgentState.AVAILABLE
     assert runner.active == 0
+
+
+async def test_the_watchdog_stays_quiet_when_no_free_agent_has_the_skill(
+    client: redis.asyncio.Redis, store: SqlTicketStore
+) -> None:
+    ctl, queue, _ = lead_control(client, store, "c1", watchdog_s=0.2)
+    await ctl.leadership_step()
+    await queue.enqueue(CallId("en"), W1, "13800000001", epoch_ms(), skills=("language:en",))
+    await queue.agent_login(Agent(AgentId("a1"), "坐席1", "1001", skills={"投诉": 3}), epoch_ms())
+    assert await queue.next_match(epoch_ms()) is None
+    for _ in range(3):
+        await ctl.watchdog_step()
+        await asyncio.sleep(0.15)
+    assert ctl.alerts == []  # nothing the rules allow to dispatch: not a stall
+    await queue.agent_login(Agent(AgentId("a2"), "Agent 2", "1002", skills={"language:en": 1}), epoch_ms())
+    assert await queue.next_match(epoch_ms()) == ("en", "a2")
+    await ctl.watchdog_step()
+    await asyncio.sleep(0.3)
+    await ctl.watchdog_step()
+    assert [a["example"] for a in ctl.alerts] == [{"call_id": "en", "agent_id": "a2"}]
+
+
+async def test_reconcile_settles_what_no_worker_has(client: redis.asyncio.Redis, store: SqlTicketStore) -> None:
+    """A Redis restored from an older AOF, or a worker forgotten before its calls were closed:
+    the queue holds calls no worker tracks. The leader settles the old ones like a dead
+    worker's, leaves the young ones and those of live workers alone, and frees an agent whose
+    call no worker has."""
+    ctl, queue, bus = control(client, store)
+    now = epoch_ms()
+    await bus.heartbeat(W2, 60_000, {"calls": 1})
+    await queue.enqueue(CallId("ghost-old"), WorkerId("ghost"), "13800000001", now - 60_000)
+    await queue.enqueue(CallId("ghost-anon"), WorkerId("ghost"), "anonymous", now - 59_000)
+    await queue.enqueue(CallId("ghost-young"), WorkerId("ghost"), "13800000003", now - 1_000)
+    await queue.enqueue(CallId("live-untracked"), W2, "13800000004", now - 50_000)
+    await queue.enqueue(CallId("talking"), WorkerId("ghost"), "13800000005", now - 120_000)
+    await queue.agent_login(Agent(AgentId("a1"), "坐席1", "1001"), now - 200_000)
+    offer = await queue.dispatch_once(now - 100_000, 30_000)
+    assert offer is not None and offer.call_id == "talking"
+    assert await queue.offer_answered(offer.offer_id, now - 90_000)
+
+    assert await ctl.reconcile_step() == 3
+    assert [(w.call_id, w.callback) for w in await queue.waiting()] == [
+        ("ghost-old", True),
+        ("live-untracked", False),
+        ("ghost-young", False),
+    ]
+    kept, anon = store.get_call(CallId("ghost-old")), store.get_call(CallId("ghost-anon"))
+    assert kept is not None and kept.outcome == Outcome.CALLBACK_REQUESTED
+    assert anon is not None and anon.outcome == Outcome.FAILED
+    assert (await queue.agent_status(AgentId("a1"))).state == AgentState.AVAILABLE
+    assert await ctl.reconcile_step() == 0  # settled once

@@ -70,6 +70,12 @@ def test_default_flow_enqueues_at_media_exactly_as_before() -> None:
     assert flow.handle(fl.Tick(), 7.5) == [fl.Play("hold_music", loop=True)]
 
 
+def test_the_queue_nodes_skills_go_with_the_call() -> None:
+    spec = FlowSpec("en", "english", {"english": QueueNode(greeting=None, skills=("language:en",))})
+    _, out = make(spec)
+    assert out == [fl.StartRecording(), fl.Enqueue(("language:en",)), fl.Play("hold_music", loop=True)]
+
+
 def test_announcements_every_interval_after_the_greeting() -> None:
     flow, _ = make(DEFAULT)
     flow.handle(fl.Tick(), 7.5)

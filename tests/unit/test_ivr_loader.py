@@ -196,3 +196,23 @@ def test_every_prompt_of_the_menu_flow_is_in_the_prompt_list() -> None:
     menu = load_flow(CONFIG / "menu.yaml")
     used = {p for node in menu.nodes.values() for _, p in prompts(node)}
     assert used <= KNOWN
+
+
+def test_queue_skills_are_read_and_checked(tmp_path: Path) -> None:
+    path = write(tmp_path, 'start: q\nnodes:\n  q:\n    type: queue\n    skills: ["language:en", 投诉]\n')
+    spec = load_flow(path)
+    node = spec.nodes["q"]
+    assert isinstance(node, QueueNode) and node.skills == ("language:en", "投诉")
+    bad = write(
+        tmp_path,
+        'start: q\nnodes:\n  q:\n    type: queue\n    skills:\n      - "a b"\n      - x\n      - x\n',
+        "bad.yaml",
+    )
+    assert errors(bad) == [
+        f"{bad}:6: node 'q': skills: 'a b' is not a skill name (no spaces, commas or braces)",
+        f"{bad}:8: node 'q': skills: 'x' appears twice",
+    ]
+    scalar = write(tmp_path, "start: q\nnodes:\n  q: {type: queue, skills: en}\n", "scalar.yaml")
+    assert [e.split(": ", 1)[1] for e in errors(scalar)] == [
+        "node 'q': skills must be a list of skill names, e.g. [\"language:en\"]"
+    ]
