@@ -155,7 +155,14 @@ def queue_policy(config: Config) -> Any:
             required_skills=q.skills,
             skill_steps=steps,
             service_level_s=q.service_level_s,
+            max_length=q.max_length or None,
+            max_wait_s=q.max_wait_s or None,
+            overflow_target=q.overflow_target,
         )
+        if q.overflow_target not in ("", "callback"):
+            raise ValueError(f"overflow_target {q.overflow_target!r}: only 'callback' is carried out so far")
+        if q.overflow_target and not q.max_wait_s:
+            raise ValueError("overflow_target needs max_wait_s")
     except (ValueError, InvalidRequest) as exc:  # an unknown strategy, a bad skill or step
         raise ConfigError(f"queue: {exc}") from exc
     return policy
@@ -263,6 +270,7 @@ async def run_control(config: Config) -> None:
             consumer=f"control-{socket.gethostname()}-{os.getpid()}",
             ring_timeout_s=config.queue.ring_timeout_s,
             callback_ring_timeout_s=config.callback.caller_ring_timeout_s,
+            overflow_target=config.queue.overflow_target,
             queue_log=config.data_path / "log" / "queue_log",
             queue_name=config.queue.name,
         ),

@@ -68,6 +68,9 @@ class QueueConfig:
     # How the skill level a call accepts widens as it waits: "after_s:min_level, ..." (0: anyone).
     skill_steps: str = ""
     service_level_s: float = 15.0  # answered within this counts as in service level (GB/T 33358)
+    max_length: int = 0  # calls the queue holds at most (0: no limit); beyond it a caller is not queued
+    max_wait_s: float = 0.0  # a caller who waited this long goes to overflow_target (0: never)
+    overflow_target: str = ""  # "callback": told he will be called back at his place, and hung up
 
 
 @dataclasses.dataclass(frozen=True)

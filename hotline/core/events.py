@@ -32,6 +32,8 @@ CMD_SPEECH = "speech"
 # Call a caller back for a callback entry whose turn came, agent first: data: call_id (the
 # original call), offer_id, agent_id, agent_uri, caller (number to dial), attempt, ring_timeout_s.
 CMD_CALLBACK = "callback"
+# The caller waited the queue's max wait: data: call_id, target ("callback").
+CMD_OVERFLOW = "overflow"
 
 # speech service -> anyone (desktop, wallboard): the ticket draft as it updates.
 # data: call_id, text, final, draft (Draft.to_dict())

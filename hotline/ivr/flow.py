@@ -55,6 +55,7 @@ from hotline.ivr.protocol import (
     LookupTicket,
     MediaReady,
     OfferReceived,
+    Overflow,
     Phase,
     Play,
     PlaySequence,
@@ -98,6 +99,7 @@ __all__ = [
     "LookupTicket",
     "MediaReady",
     "OfferReceived",
+    "Overflow",
     "Phase",
     "Play",
     "PlaySequence",
@@ -188,6 +190,10 @@ class CallFlow(ScriptNodes):
             self._table.setdefault((phase, AgentFailed), self._nothing)
             self._table.setdefault((phase, AgentAnswered), self._on_stale_agent_answer)
         self._table[(Phase.WAITING, AgentHungUp)] = self._nothing
+        # Overflow: acted on while waiting; anywhere else (offered, connected, ended...) too late.
+        for phase in Phase:
+            self._table[(phase, Overflow)] = self._nothing
+        self._table[(Phase.WAITING, Overflow)] = self._on_overflow
 
     # ------------------------------------------------------------ public
     def handle(self, event: Event, now: float) -> list[Command]:
@@ -351,14 +357,20 @@ class CallFlow(ScriptNodes):
         return tuple(words)
 
     # ------------------------------------------------------------ callback
-    def _start_callback(self, now: float) -> list[Command]:
+    def _start_callback(self, now: float, prompt: str = "callback_confirmed") -> list[Command]:
         self.phase = Phase.CALLBACK
         self.greeting_until = self.announce_at = None
         self.query_pending = False
         self.notice = ()
-        self.prompt_until = now + self._seconds("callback_confirmed")
+        self.prompt_until = now + self._seconds(prompt)
         self.then = self._callback_done
-        return [StopPlay(), PlaySequence(("callback_confirmed",)), RequestCallback()]
+        return [StopPlay(), PlaySequence((prompt,)), RequestCallback()]
+
+    def _on_overflow(self, event: Event, now: float) -> list[Command]:
+        assert isinstance(event, Overflow)
+        if event.target != "callback" or self.greeting_playing or self.offer is not None:
+            return []  # the greeting is never cut; an agent being dialled is better than a callback
+        return self._start_callback(now, "callback_overflow")
 
     def _callback_done(self, now: float) -> list[Command]:
         self._end()

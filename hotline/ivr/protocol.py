@@ -109,6 +109,14 @@ class LookupResult:
     status: str | None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Overflow:
+    """The caller waited the queue's max_wait_s: the control plane sends him to `target`
+    ("callback": he is told he will be called back at his place, and hung up)."""
+
+    target: str
+
+
 Event = (
     Incoming
     | MediaReady
@@ -122,6 +130,7 @@ Event = (
     | SpeechResult
     | PositionReport
     | LookupResult
+    | Overflow
 )
 
 

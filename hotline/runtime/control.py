@@ -37,6 +37,7 @@ from hotline.core import events as ev
 from hotline.core.errors import DomainError, Unavailable
 from hotline.core.model import AgentState, CallId, CallRecord, WorkerId
 from hotline.core.ports import CallQueue, Offer, TicketStore
+from hotline.runtime.callback import DIALABLE
 from hotline.runtime.lost import settle_lost_call
 from hotline.runtime.queue_log import QueueLog
 
@@ -85,6 +86,7 @@ class ControlSettings:
     leader_ttl_s: float = 5.0  # the dispatcher lease; renewed every third of it
     claim_idle_s: float = 30.0  # a ticket event unacknowledged this long is taken over
     watchdog_s: float = 10.0  # no offer this long with calls and agents waiting: alert
+    overflow_target: str = ""  # what a caller who waited the queue's max_wait_s becomes ("callback")
     reconcile_interval_s: float = 30.0  # the leader reconciles the queue with the workers' calls
     queue_log: Path | None = None  # where the queue_log lines go (None: not written)
     queue_name: str = "default"
@@ -383,11 +385,31 @@ class Control:
             await self.reconcile_step()
         for offer in await self.queue.expire_offers(epoch_ms()):
             logger.warning("offer %s expired; call %s back in the queue", offer.offer_id, offer.call_id)
+        await self.overflow_step()
         known = await self.bus.known_workers()
         alive = set(await self.bus.alive_workers())
         for worker in sorted(known - alive):
             await self.close_dead_worker(WorkerId(worker))
         return False
+
+    async def overflow_step(self) -> int:
+        """Callers who waited the queue's max_wait_s go to the overflow target; returns how many
+        were sent. "callback": the caller's worker tells him he will be called back at his place
+        and hangs up (the flow requests the callback, as when he presses 1); a caller whose
+        number cannot be dialled keeps waiting. Sent again each step until it took effect (the
+        entry became a callback): the flow acts on it once."""
+        if self.settings.overflow_target != "callback":
+            return 0
+        sent = 0
+        for call in await self.queue.overflow_due(epoch_ms()):
+            if not DIALABLE.match(call.caller) or not call.worker_id:
+                continue
+            data = {"call_id": call.call_id, "target": "callback"}
+            await self.bus.send_command(call.worker_id, ev.CMD_OVERFLOW, data)
+            sent += 1
+        if sent:
+            logger.warning("overflow: %d callers waited the queue's max wait: offered a callback", sent)
+        return sent
 
     async def reconcile_step(self, min_age_ms: int = 30_000) -> int:
         """Reconciles the queue with the workers' live calls; returns how many things it fixed.

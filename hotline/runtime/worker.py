@@ -397,6 +397,8 @@ class Worker:
             self.spawn(self.sip.hangup(session.caller_leg), f"hangup-{call_id}")
         elif kind == ev.CMD_SPEECH and session is not None:
             self._feed(session, _speech_result(data))
+        elif kind == ev.CMD_OVERFLOW and session is not None:
+            self._feed(session, fl.Overflow(str(data.get("target") or "")))
         elif kind == ev.CMD_CALLBACK:
             if self.callbacks is None or self.sip is None:
                 offer_id = str(data["offer_id"])

@@ -3,13 +3,15 @@ baresip agent, and sipp as the citizen's phone that the worker dials back."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.e2e.audio import best_correlation, read_wav_mono
-from tests.e2e.peers import BaresipAgent, start_sipp, write_caller_scenario
+from tests.e2e.peers import BaresipAgent, run_sipp, start_sipp, write_caller_scenario
+from tests.e2e.rtpcapture import RtpCapture, decode_rtp_pcap
 from tests.e2e.service import REPO, Service
 from tests.support import free_port, free_udp_tcp_port, until
 
@@ -131,3 +133,27 @@ def _mk(path: Path) -> Path:
 def _waiting(svc: Service, n: int) -> list[dict[str, Any]] | None:
     waiting = list(svc.get("/queue")["waiting"])
     return waiting if len(waiting) == n else None
+
+
+def test_a_caller_past_the_max_wait_is_offered_the_callback(start_service: Any, tmp_path: Path) -> None:
+    """queue.max_wait_s 12 with overflow_target callback, nobody to answer: the caller is told
+    he will be called back at his place (heard on the wire), hung up, and his entry stays,
+    now a callback, at the head of the line."""
+    svc = start_service(workers=1, queue={"max_wait_s": 12, "overflow_target": "callback"})
+    cwd = _mk(tmp_path / "long")
+    scenario = write_caller_scenario(
+        cwd / "call.xml", caller_number="13700000009", digits="5", who_hangs_up="callee", bye_timeout_ms=40000
+    )
+    media = free_port(2)
+    with RtpCapture(media, tmp_path / "to-caller.pcap"):
+        run_sipp(scenario, ("127.0.0.1", svc.sip_port), free_port(2), media, cwd, timeout_s=60)
+    record = svc.ticket(lambda t: t["caller"] == "13700000009")
+    assert (record["outcome"], record["dtmf"], record["hangup_by"]) == ("callback_requested", "5", "system")
+    waited = (datetime.fromisoformat(record["ended_at"]) - datetime.fromisoformat(record["queued_at"])).total_seconds()
+    assert 12 <= waited < 30, waited
+    assert [(w["caller"], w["callback"]) for w in svc.get("/queue")["waiting"]] == [("13700000009", True)]
+    heard = decode_rtp_pcap(tmp_path / "to-caller.pcap", payload_type=None)
+    told, _ = read_wav_mono(REPO / "config" / "prompts" / "zh-CN" / "callback_overflow.wav", rate=8000)
+    score = best_correlation(told, heard, 8000).score
+    print(f"overflow after {waited:.1f} s; the caller heard callback_overflow: {score:.3f}")
+    assert score > 0.8

@@ -15,7 +15,7 @@ import redis.asyncio
 from hotline.core import events as ev
 from hotline.core.model import Agent, AgentId, AgentState, CallId, CallRecord, Outcome, WorkerId, utcnow
 from hotline.core.ports import Offer
-from hotline.queue.acd import RedisCallQueue
+from hotline.queue.acd import AcdPolicy, RedisCallQueue
 from hotline.queue.bus import RedisEventBus
 from hotline.queue.leader import RedisLease
 from hotline.runtime.callback import CallbackConfig, CallbackRunner
@@ -374,3 +374,28 @@ async def test_reconcile_settles_what_no_worker_has(client: redis.asyncio.Redis,
     assert anon is not None and anon.outcome == Outcome.FAILED
     assert (await queue.agent_status(AgentId("a1"))).state == AgentState.AVAILABLE
     assert await ctl.reconcile_step() == 0  # settled once
+
+
+async def test_callers_past_the_max_wait_are_sent_to_the_overflow_callback(
+    client: redis.asyncio.Redis, store: SqlTicketStore
+) -> None:
+    queue = RedisCallQueue(client, policy=AcdPolicy(max_wait_s=60, overflow_target="callback"))
+    bus = RedisEventBus(client)
+
+    def uri(offer: Offer) -> str:
+        return f"sip:{offer.agent_extension}@127.0.0.1"
+
+    ctl = Control(ControlSettings(overflow_target="callback"), queue, bus, store, uri)
+    now = epoch_ms()
+    await queue.enqueue(CallId("long"), W1, "13800000001", now - 61_000)
+    await queue.enqueue(CallId("hidden"), W1, "anonymous", now - 62_000)
+    await queue.enqueue(CallId("fresh"), W2, "13800000003", now - 10_000)
+    await queue.enqueue(CallId("kept"), W2, "13800000004", now - 90_000)
+    assert await queue.request_callback(CallId("kept"), "13800000004", now)  # a callback already
+    assert await ctl.overflow_step() == 1
+    assert [(k, d["call_id"], d["target"]) for k, d in await commands(bus, W1)] == [
+        (ev.CMD_OVERFLOW, "long", "callback")
+    ]
+    assert await commands(bus, W2) == []
+    quiet = Control(ControlSettings(), queue, bus, store, uri)  # no overflow target: nothing sent
+    assert await quiet.overflow_step() == 0

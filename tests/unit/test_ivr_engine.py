@@ -128,6 +128,23 @@ def test_callback_key_confirms_requests_and_hangs_up_without_abandoning() -> Non
     assert flow.digits == "1"
 
 
+def test_overflow_to_callback_tells_the_caller_and_keeps_the_entry() -> None:
+    flow, _ = make(DEFAULT)
+    assert flow.handle(fl.Overflow("callback"), 3.0) == []  # the greeting is never cut
+    flow.handle(fl.Tick(), 7.5)  # greeting over, hold music
+    assert flow.handle(fl.Overflow("voicemail"), 60.0) == []  # not a target the flow carries out
+    out = flow.handle(fl.Overflow("callback"), 60.0)
+    assert out == [fl.StopPlay(), fl.PlaySequence(("callback_overflow",)), fl.RequestCallback()]
+    assert flow.handle(fl.Overflow("callback"), 61.0) == []  # sent again before it took effect: once
+    deadline = flow.next_deadline()
+    assert deadline is not None
+    assert flow.handle(fl.Tick(), deadline) == [fl.HangupCaller(), fl.Finish(Outcome.CALLBACK_REQUESTED, "system")]
+    offered, _ = make(DEFAULT)
+    offered.handle(fl.Tick(), 7.5)
+    offered.handle(OFFER, 8.0)
+    assert offered.handle(fl.Overflow("callback"), 9.0) == []  # an agent's phone rings: no callback
+
+
 def test_caller_hanging_up_during_the_callback_confirmation_keeps_the_entry() -> None:
     flow, _ = make(DEFAULT)
     flow.handle(fl.Tick(), 7.5)
