@@ -519,6 +519,11 @@ def caller_scenario(
             '  <recv response="200" rtd="true" rrs="true"/>',
         ]
     parts.append(_send(_ack(invite_cseq, from_, to, contact), attrs=' ack_txn="invite"' if use_prack else ""))
+    # Kamailio relays replies from several processes: under load the worker's 180 and 200, sent
+    # a millisecond apart, can reach the caller in the other order. A phone ignores the late 180;
+    # sipp would abort the call on it (as bench/calls.py's tolerant() explains), so the caller
+    # waits up to 300 ms for one right after the ACK and carries on either way.
+    parts += ['  <recv response="180" timeout="300" ontimeout="acked"/>', '  <label id="acked"/>']
     if digits:
         parts.append(f'  <pause milliseconds="{pre_dtmf_ms}"/>')
         for index, digit in enumerate(digits):
