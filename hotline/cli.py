@@ -1,4 +1,4 @@
-"""The composition root: `hotline serve | worker | control | doctor | agents | tickets`.
+"""The composition root: `hotline serve | worker | control | doctor | agents | tickets | recordings`.
 
 Only this module reads the configuration and wires adapters into the runtime.
 """
@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import getpass
 import json
 import logging
 import os
@@ -257,6 +258,7 @@ async def run_control(config: Config) -> None:
     from hotline.agent_desktop.app import make_app
     from hotline.agent_desktop.auth import Auth, MemorySessions
     from hotline.agent_desktop.live import LiveHub
+    from hotline.agent_desktop.wallboard import WallboardSettings
     from hotline.queue.bus import RedisEventBus
     from hotline.queue.leader import RedisLease
     from hotline.runtime.control import Control, ControlSettings
@@ -279,6 +281,7 @@ async def run_control(config: Config) -> None:
         store,
         agent_uri_for(config),
         lease=RedisLease(client, "dispatcher", config.redis_prefix),
+        recordings=store,
     )
     auth = None
     if config.api.auth:
@@ -290,7 +293,13 @@ async def run_control(config: Config) -> None:
         )
     else:
         logger.warning("api.auth is off: every API request acts as an admin")
-    app = make_app(queue, store, auth=auth, live=LiveHub(bus))
+    wallboard = WallboardSettings(
+        queue_name=config.queue.name,
+        service_level_s=config.queue.service_level_s,
+        alert_depth=config.wallboard.alert_depth,
+        alert_wait_s=config.wallboard.alert_wait_s,
+    )
+    app = make_app(queue, store, auth=auth, live=LiveHub(bus), wallboard=wallboard, workers=bus)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, config.http.host, config.http.port)
@@ -781,6 +790,63 @@ def tickets_cmd(config: Config, args: argparse.Namespace) -> int:
         store.close()
 
 
+# ------------------------------------------------------------------ recordings
+def retention_by_kind(config: Config) -> dict[str, int]:
+    """recordings.retention_by_kind with each kind as the store keeps it (投诉 -> complaint)."""
+    from hotline.tickets.model import Kind
+
+    try:
+        return {Kind.parse(name).value: days for name, days in config.recordings.retention_by_kind.items()}
+    except InvalidRequest as exc:
+        raise ConfigError(f"recordings.retention_by_kind: {exc.message}") from exc
+
+
+def system_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a uid without a passwd entry (containers)
+        return f"uid-{os.getuid()}"
+
+
+def recordings_cmd(config: Config, args: argparse.Namespace) -> int:
+    """`purge [--dry-run]`: deletes the expired recordings not on legal hold (each logged);
+    `hold | release TARGET --why`: a legal hold on a call's recording or a ticket's."""
+    from hotline.core.model import CallId, utcnow
+    from hotline.recordings.retention import purge
+
+    by_kind = retention_by_kind(config)
+    store = open_store(config)
+    try:
+        if args.recordings_cmd in ("hold", "release"):
+            hold = args.recordings_cmd == "hold"
+            calls = store.set_legal_hold(args.target, args.by or system_user(), args.why, hold=hold)
+            print(json.dumps({"target": args.target, "legal_hold": hold, "recordings": calls}, ensure_ascii=False))
+            return 0
+        now = utcnow()
+        expired = store.recordings_expired(now, config.recordings.retention_days, by_kind)
+        report = purge(expired, now, dry_run=args.dry_run)
+        if not args.dry_run:
+            for item in report.purged:
+                store.mark_purged(CallId(item.call_id), now)
+    finally:
+        store.close()
+    if args.json:
+        summary = {
+            "dry_run": report.dry_run,
+            "purged": [item.to_dict() for item in report.purged],
+            "failed": [{"call_id": call_id, "error": why} for call_id, why in report.failed],
+            "bytes_freed": report.bytes_freed,
+        }
+        print(json.dumps(summary, ensure_ascii=False, indent=2))
+    else:
+        for item in report.purged:
+            state = "missing" if item.missing else ("would delete" if report.dry_run else "deleted")
+            print(f"{item.call_id}\t{state}\t{item.age_days:.1f}d\t{item.bytes}\t{item.path}")
+        verb = "would free" if report.dry_run else "freed"
+        print(f"{len(report.purged)} recordings, {verb} {report.bytes_freed} bytes, {len(report.failed)} failed")
+    return 1 if report.failed else 0
+
+
 # ------------------------------------------------------------------ main
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hotline", description="12345 government service hotline backend")
@@ -856,6 +922,16 @@ def parser() -> argparse.ArgumentParser:
     fe.add_argument("name")
     fe.add_argument("--sha256", required=True, help="expected sha256 of the zip (published with the model)")
     fe.add_argument("--url", default=None, help="default: the Vosk models site")
+    rec = sub.add_parser("recordings", help="call recordings: retention purge, legal holds")
+    rsub = rec.add_subparsers(dest="recordings_cmd", required=True)
+    rp = rsub.add_parser("purge", help="delete recordings past their retention (recordings.*) and not on hold")
+    rp.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
+    rp.add_argument("--json", action="store_true")
+    for verb, text in (("hold", "put a legal hold on"), ("release", "release the legal hold of")):
+        rh = rsub.add_parser(verb, help=f"{text} a call's recording, or every recording of a ticket")
+        rh.add_argument("target", metavar="CALL_ID|TICKET")
+        rh.add_argument("--why", required=True, help="the reason (logged with who and when)")
+        rh.add_argument("--by", default=None, help="who asks (default: the system user)")
     i = sub.add_parser("intake", help="transcript -> ticket draft (kind, place, urgency, ...) as JSON")
     i.add_argument("text")
     return p
@@ -891,6 +967,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return accounts_cmd(config, args)
         if args.cmd == "tickets":
             return tickets_cmd(config, args)
+        if args.cmd == "recordings":
+            return recordings_cmd(config, args)
         if args.cmd == "intake":
             return intake_cmd(config, args)
         if args.cmd == "asr":

@@ -99,6 +99,20 @@ class AsrConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class RecordingsConfig:
+    retention_days: int = 180  # a call recording is deleted this many days after the call
+    # Longer (or shorter) for some kinds of request, by kind id or Chinese name: {投诉: 365}.
+    # A recording linked to several kinds is kept for the longest; a legal hold keeps it for ever.
+    retention_by_kind: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class WallboardConfig:
+    alert_depth: int = 10  # alert while this many callers wait (0: never)
+    alert_wait_s: float = 60.0  # alert while a caller has waited this long (0: never)
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     data_dir: str = "var"
     redis_url: str = dataclasses.field(default="", repr=False)  # "" = start an embedded redis-server
@@ -118,6 +132,8 @@ class Config:
     callback: CallbackConfig = dataclasses.field(default_factory=CallbackConfig)
     asr: AsrConfig = dataclasses.field(default_factory=AsrConfig)
     ivr: IvrConfig = dataclasses.field(default_factory=IvrConfig)
+    wallboard: WallboardConfig = dataclasses.field(default_factory=WallboardConfig)
+    recordings: RecordingsConfig = dataclasses.field(default_factory=RecordingsConfig)
 
     @property
     def data_path(self) -> Path:
@@ -172,6 +188,16 @@ def _convert(value: Any, hint: Any, where: str, errors: list[str]) -> Any:
         except (TypeError, ValueError):
             errors.append(f"{where}: expected a number, got {value!r}")
             return hint()
+    if typing.get_origin(hint) is dict:
+        # A mapping of text to numbers in YAML, or "key:n,key:n" (from an environment variable).
+        if isinstance(value, str):
+            pairs = [item.rpartition(":")[::2] for item in value.split(",") if item.strip()]
+            value = {k.strip(): v.strip() for k, v in pairs}
+        if not isinstance(value, dict):
+            errors.append(f"{where}: expected a mapping, got {value!r}")
+            return {}
+        _, item_hint = typing.get_args(hint)
+        return {str(k): _convert(v, item_hint, f"{where}.{k}", errors) for k, v in value.items()}
     if typing.get_origin(hint) is tuple:
         # A list in YAML, or comma-separated text (from an environment variable).
         items = value.split(",") if isinstance(value, str) else value
@@ -250,6 +276,12 @@ def load(path: str | None = None, environ: typing.Mapping[str, str] | None = Non
         errors.append("asr.engine: one of whisper, vosk")
     if config.asr.processes < 1:
         errors.append("asr.processes: must be at least 1")
+    retentions = {"": config.recordings.retention_days, **config.recordings.retention_by_kind}
+    for kind, days in retentions.items():
+        if days < 1:
+            errors.append(f"recordings.retention{'_by_kind.' + kind if kind else '_days'}: at least 1 day")
+    if config.wallboard.alert_depth < 0 or config.wallboard.alert_wait_s < 0:
+        errors.append("wallboard.alert_depth, wallboard.alert_wait_s: must not be negative (0: no alert)")
     if config.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         errors.append("log_level: one of DEBUG, INFO, WARNING, ERROR")
     if errors:

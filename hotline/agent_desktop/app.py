@@ -4,7 +4,8 @@ Handlers parse, call a port, serialise. One middleware turns every failure into 
 {"error": "<stable id>", "message": ...}: DomainError with its own status, unknown routes 404,
 wrong methods 405, anything unexpected 500 (logged). The ticket store is synchronous, so it is
 called in a worker thread; the queue is async. Sign-in, sessions and what each role may do:
-auth.py (the second middleware sets each request's principal); the live WebSocket: live.py.
+auth.py (the second middleware sets each request's principal); the live WebSocket: live.py;
+the supervisor's wallboard and the Prometheus metrics: wallboard.py.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from hotline.agent_desktop import auth as authmod
 from hotline.agent_desktop.auth import AUTH, Auth, auth_middleware, principal
 from hotline.agent_desktop.live import LIVE, LiveHub, close_clients, live_context, websocket
 from hotline.agent_desktop.openapi import API_PREFIX, document
+from hotline.agent_desktop.recordings import RECORDINGS, RecordingArchive, get_recording, recording_access
 from hotline.agent_desktop.responses import error_reply, in_thread, json_reply, optional_object
+from hotline.agent_desktop.wallboard import WALLBOARD, Wallboard, WallboardSettings, get_metrics, get_wallboard
 from hotline.core.errors import DomainError, InvalidRequest, NoSuchAgent, NoSuchCall
 from hotline.core.model import Agent, AgentId, AgentState, CallId, to_iso
-from hotline.core.ports import AgentStatus, CallQueue, TicketStore
+from hotline.core.ports import AgentStatus, CallQueue, TicketStore, WorkerRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -265,11 +268,15 @@ def make_app(
     auth: Auth | None,
     live: LiveHub | None = None,
     clock_ms: Callable[[], int] = wall_clock_ms,
+    wallboard: WallboardSettings | None = None,
+    workers: WorkerRegistry | None = None,
 ) -> web.Application:
     """The API application; the caller owns (and closes) the queue's client and the store.
 
     `auth`: accounts and sessions; None turns sign-in off (every request acts as an admin).
     `live`: the WebSocket's event feed (None: /ws answers 404).
+    `wallboard`: the wallboard's and metrics' settings (queue name, thresholds; None: defaults);
+    `workers`: the media workers' heartbeats for /metrics (None: no worker metrics).
     """
     app = web.Application(middlewares=[error_middleware, auth_middleware])
     app[AUTH] = auth
@@ -279,6 +286,9 @@ def make_app(
     app[QUEUE] = queue
     app[STORE] = store
     app[CLOCK_MS] = clock_ms
+    # Recordings are served (audited) only if the store keeps their catalogue (recordings.py).
+    app[RECORDINGS] = store if isinstance(store, RecordingArchive) else None
+    app[WALLBOARD] = Wallboard(queue, store, wallboard or WallboardSettings(), clock_ms, workers)
     p = API_PREFIX
     app.router.add_get(f"{p}/health", health)
     app.router.add_post(f"{p}/login", authmod.login)
@@ -293,5 +303,9 @@ def make_app(
     app.router.add_get(f"{p}/queue", get_queue)
     app.router.add_get(f"{p}/calls", list_calls)
     app.router.add_get(f"{p}/calls/{{call_id}}", get_call)
+    app.router.add_get(f"{p}/recordings/{{call_id}}", get_recording)
+    app.router.add_get(f"{p}/recordings/{{call_id}}/access", recording_access)
     app.router.add_get(f"{p}/openapi.json", openapi)
+    app.router.add_get(f"{p}/wallboard", get_wallboard)
+    app.router.add_get("/metrics", get_metrics)
     return app

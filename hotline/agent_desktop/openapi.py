@@ -186,13 +186,125 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["calls"],
         "properties": {"calls": {"type": "array", "items": _ref("CallRecord")}},
     },
+    "WallboardQueue": {
+        "type": "object",
+        "required": [
+            "name",
+            "waiting",
+            "longest_wait_s",
+            "callbacks_waiting",
+            "answered_today",
+            "abandoned_today",
+            "service_level",
+            "answer_rate",
+            "average_handle_s",
+        ],
+        "description": "Now (Redis) and today, the Asia/Shanghai day (call records). Counts: "
+        "hotline.core.ports.CallStats. Ratios and averages are null before any call.",
+        "properties": {
+            "name": {"type": "string"},
+            "waiting": {"type": "integer", "description": "callers on the line in the queue (callbacks not)"},
+            "longest_wait_s": {"type": "number", "description": "longest wait of those callers (0: none)"},
+            "callbacks_waiting": {"type": "integer", "description": "callers who hung up keeping their place"},
+            "offered_today": {"type": "integer", "description": "answered + abandoned + callbacks requested"},
+            "answered_today": {"type": "integer"},
+            "abandoned_today": {"type": "integer", "description": "hung up while queued"},
+            "callbacks_requested_today": {"type": "integer"},
+            "callbacks_answered_today": {"type": "integer"},
+            "service_level": {
+                "type": "object",
+                "required": ["fraction", "threshold_s", "answered_within"],
+                "properties": {
+                    "fraction": {
+                        "type": "number",
+                        "nullable": True,
+                        "description": "answered within threshold_s / (answered + abandoned)",
+                    },
+                    "threshold_s": {"type": "number", "description": "queue.service_level_s"},
+                    "answered_within": {"type": "integer"},
+                },
+            },
+            "answer_rate": {
+                "type": "number",
+                "nullable": True,
+                "description": "接通率: answered / (answered + abandoned)",
+            },
+            "average_handle_s": {"type": "number", "nullable": True, "description": "talk time, callbacks too"},
+            "average_answer_s": {"type": "number", "nullable": True, "description": "wait of answered callers"},
+        },
+    },
+    "WallboardAgent": {
+        "type": "object",
+        "required": ["agent_id", "state", "reason", "in_state_s", "calls_answered", "talk_s"],
+        "properties": {
+            "agent_id": {"type": "string"},
+            "name": {"type": "string"},
+            "state": {"type": "string", "enum": _AGENT_STATES},
+            "reason": {"type": "string"},
+            "in_state_s": {"type": "number", "description": "seconds in this state"},
+            "call_id": _NULLABLE_STRING,
+            "calls_answered": {"type": "integer", "description": "since his login"},
+            "talk_s": {"type": "number", "description": "seconds talked since his login"},
+        },
+    },
+    "Alert": {
+        "type": "object",
+        "required": ["kind", "queue", "value", "threshold", "message"],
+        "properties": {
+            "kind": {"type": "string", "enum": ["queue_depth", "longest_wait"]},
+            "queue": {"type": "string"},
+            "value": {"type": "number"},
+            "threshold": {"type": "number", "description": "wallboard.alert_depth or wallboard.alert_wait_s"},
+            "message": {"type": "string"},
+        },
+    },
+    "Wallboard": {
+        "type": "object",
+        "required": ["generated_at", "day", "queue", "agents", "alerts"],
+        "properties": {
+            "generated_at": {"type": "string", "format": "date-time"},
+            "day": {"type": "string", "format": "date", "description": "the Asia/Shanghai day counted"},
+            "queue": _ref("WallboardQueue"),
+            "agents": {
+                "type": "array",
+                "items": _ref("WallboardAgent"),
+                "description": "logged-in agents",
+            },
+            "alerts": {"type": "array", "items": _ref("Alert")},
+        },
+    },
+    "RecordingAccess": {
+        "type": "object",
+        "required": ["id", "call_id", "who", "role", "at", "action", "why", "client"],
+        "properties": {
+            "id": {"type": "integer"},
+            "call_id": {"type": "string"},
+            "who": {"type": "string", "description": "the account's username"},
+            "role": {"type": "string", "enum": ["agent", "supervisor", "admin"]},
+            "at": {"type": "string", "format": "date-time"},
+            "action": {"type": "string", "enum": ["play", "download"]},
+            "why": {"type": "string"},
+            "client": {"type": "string", "description": "the client's address"},
+        },
+    },
+    "RecordingAccessLog": {
+        "type": "object",
+        "required": ["call_id", "access"],
+        "properties": {
+            "call_id": {"type": "string"},
+            "access": {"type": "array", "items": _ref("RecordingAccess"), "description": "oldest first"},
+        },
+    },
 }
 
 
 # Reachable without a session; the rest needs `Authorization: Bearer <token>`.
 _PUBLIC = {f"{API_PREFIX}/health", f"{API_PREFIX}/openapi.json", f"{API_PREFIX}/login", "/metrics"}
 # Refused (403) to some roles or to other agents' data: an agent acts on his own agent and calls only.
-_RESTRICTED = {"getAgent", "loginAgent", "logoutAgent", "setAgentState", "getCall", "wallboard"}
+_RESTRICTED = {
+    "getAgent", "loginAgent", "logoutAgent", "setAgentState", "getCall", "wallboard", "getRecording",
+    "recordingAccess",
+}  # fmt: skip
 
 
 def document() -> dict[str, Any]:
@@ -336,6 +448,78 @@ def document() -> dict[str, Any]:
                 "operationId": "getCall",
                 "parameters": [_CALL_ID],
                 "responses": {"200": _json(_ref("CallRecord"), "the record"), **_errors(404, 503)},
+            }
+        },
+        f"{p}/wallboard": {
+            "get": {
+                "summary": "Supervisor wallboard: the queue now and today, agents, alerts (supervisors, admins)",
+                "operationId": "wallboard",
+                "responses": {"200": _json(_ref("Wallboard"), "the wallboard"), **_errors(503)},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (text exposition 0.0.4): queue, agents, today's calls, workers",
+                "description": "Public like health (scrapers carry no token); served on the API's address, "
+                "127.0.0.1 unless http.host says otherwise. Counts only, never a caller's number.",
+                "operationId": "metrics",
+                "responses": {
+                    "200": {
+                        "description": "the metrics",
+                        "content": {"text/plain; version=0.0.4": {"schema": {"type": "string"}}},
+                    },
+                    **_errors(503),
+                },
+            }
+        },
+        f"{p}/recordings/{{call_id}}": {
+            "get": {
+                "summary": "Play or download a call's recording (audited; supervisors, admins, the call's agent)",
+                "description": "Stereo, caller left and agent right. The access is written to the audit "
+                "(who, role, when, why, client address) before the first byte is sent; responses are "
+                "never cached. There is no other way to a recording: no file URLs.",
+                "operationId": "getRecording",
+                "parameters": [
+                    _CALL_ID,
+                    {
+                        "name": "why",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 500},
+                        "description": "why the recording is needed (e.g. 质检, 投诉复核); logged",
+                    },
+                    {
+                        "name": "action",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": ["play", "download"], "default": "play"},
+                        "description": "download: Content-Disposition attachment",
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the recording",
+                        "content": {
+                            kind: {"schema": {"type": "string", "format": "binary"}}
+                            for kind in ("audio/wav", "audio/flac", "audio/ogg")
+                        },
+                    },
+                    "400": _json(_ref("Error"), "reason-required: no ?why= / invalid-request: a bad action"),
+                    "404": _json(_ref("Error"), "no-such-recording: unknown, purged, or its file is gone"),
+                    **_errors(503),
+                },
+            }
+        },
+        f"{p}/recordings/{{call_id}}/access": {
+            "get": {
+                "summary": "Who played or downloaded a recording, when and why (admins)",
+                "operationId": "recordingAccess",
+                "parameters": [_CALL_ID],
+                "responses": {
+                    "200": _json(_ref("RecordingAccessLog"), "the audit, oldest first"),
+                    "404": _json(_ref("Error"), "no-such-recording"),
+                    **_errors(503),
+                },
             }
         },
         f"{p}/openapi.json": {

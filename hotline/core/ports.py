@@ -73,6 +73,66 @@ class WaitingCall:
     skills: tuple[str, ...] = ()  # the call's own required skills (the queue's come on top)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class CallStats:
+    """What the call records since an instant say about the service (TicketStore.call_stats).
+
+    Counted over the records whose call started at or after `since`:
+    - answered: inbound calls an agent took (outcome answered, not a callback's own record);
+    - abandoned: inbound callers who hung up while queued (abandoned_in_queue, and
+      abandoned_in_greeting with a queued_at: the greeting plays while the caller already
+      waits); a hang-up before the call was queued is not offered to the queue, nor counted here;
+    - callbacks_requested: callers who pressed 1 and hung up, keeping their place; neither
+      answered nor abandoned (their callback attempts are records of their own);
+    - offered = answered + abandoned + callbacks_requested;
+    - answered_within_sl: answered calls with connected_at - queued_at <= service_level_s;
+    - callbacks_answered: callback attempts the caller took (answered, with related_call_id);
+    - handled / handle_s_total: every call an agent talked on (answered, callbacks too) with
+      both connected_at and ended_at, and the seconds between them (talk time, no wrap-up);
+    - waited / answer_wait_s_total: answered inbound calls with queued_at and connected_at, and
+      the seconds they waited for the agent (average speed of answer);
+    - by_outcome: every record (callbacks' own too) by its outcome value.
+    """
+
+    since: datetime
+    service_level_s: float
+    answered: int = 0
+    abandoned: int = 0
+    callbacks_requested: int = 0
+    answered_within_sl: int = 0
+    callbacks_answered: int = 0
+    handled: int = 0
+    handle_s_total: float = 0.0
+    waited: int = 0
+    answer_wait_s_total: float = 0.0
+    by_outcome: dict[str, int] = dataclasses.field(default_factory=dict, hash=False)
+
+    @property
+    def offered(self) -> int:
+        return self.answered + self.abandoned + self.callbacks_requested
+
+    @property
+    def answer_rate(self) -> float | None:
+        """接通率: answered / (answered + abandoned); None before any such call."""
+        resolved = self.answered + self.abandoned
+        return self.answered / resolved if resolved else None
+
+    @property
+    def service_level(self) -> float | None:
+        """Answered within service_level_s / (answered + abandoned): a caller who gave up counts
+        against it, however short his wait; None before any such call."""
+        resolved = self.answered + self.abandoned
+        return self.answered_within_sl / resolved if resolved else None
+
+    @property
+    def average_handle_s(self) -> float | None:
+        return self.handle_s_total / self.handled if self.handled else None
+
+    @property
+    def average_answer_s(self) -> float | None:
+        return self.answer_wait_s_total / self.waited if self.waited else None
+
+
 # CallQueue.enqueue's result when the queue is full (max length reached): the call was not queued.
 QUEUE_FULL = -1
 
@@ -94,6 +154,9 @@ class TicketStore(Protocol):
     def get_agent(self, agent_id: AgentId) -> Agent | None: ...
 
     def list_agents(self) -> list[Agent]: ...
+
+    def call_stats(self, since: datetime, service_level_s: float) -> CallStats:
+        """The records of calls started at or after `since` (aware), counted as CallStats says."""
 
     def close(self) -> None: ...
 
@@ -212,6 +275,14 @@ class CallQueue(Protocol):
     async def overflow_due(self, now_ms: int) -> list[WaitingCall]:
         """Waiting calls (not callbacks) that have waited the queue's max wait or longer, in
         queue order: the control plane sends them to the queue's overflow target."""
+
+
+class WorkerRegistry(Protocol):
+    """The media workers' heartbeats (hotline.queue.bus.RedisEventBus), read by the API's metrics."""
+
+    async def alive_workers(self) -> dict[WorkerId, dict[str, Any]]:
+        """The workers whose heartbeat has not expired, with the info of their last beat
+        ({"calls": live calls, "rejected": calls refused since the worker started, ...})."""
 
 
 class EventBus(Protocol):

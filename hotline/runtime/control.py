@@ -37,6 +37,7 @@ from hotline.core import events as ev
 from hotline.core.errors import DomainError, Unavailable
 from hotline.core.model import AgentState, CallId, CallRecord, WorkerId
 from hotline.core.ports import CallQueue, Offer, TicketStore
+from hotline.recordings import catalog
 from hotline.runtime.callback import DIALABLE
 from hotline.runtime.lost import settle_lost_call
 from hotline.runtime.queue_log import QueueLog
@@ -105,8 +106,10 @@ class Control:
         store: TicketStore,
         agent_uri: Callable[[Offer], str],
         lease: Lease | None = None,
+        recordings: catalog.RecordingRegistry | None = None,
     ) -> None:
         self.settings = settings
+        self.recordings = recordings  # the catalogue each saved call's recording is registered in
         self.queue = queue
         self.bus = bus
         self.store = store
@@ -341,9 +344,23 @@ class Control:
                         logger.error("call record %s refused by the store, dropped: %s", entry_id, exc)
                     else:
                         written += 1
+                        if self.recordings is not None and record.recording_path:
+                            await self._register_recording(record)
             await self.bus.ack(TICKET_GROUP, entry_id)
         self.records_written += written
         return len(entries)
+
+    async def _register_recording(self, record: CallRecord) -> None:
+        """Catalogues the call's recording (size, length, SHA-256; the file is read in a thread).
+        The call record is saved already: a store outage re-delivers the entry (both writes are
+        idempotent by call id); any other failure is logged and costs only the catalogue entry."""
+        assert self.recordings is not None and record.recording_path
+        try:
+            await catalog.register(self.recordings, record.call_id, Path(record.recording_path), record.started_at)
+        except Unavailable:
+            raise
+        except Exception:
+            logger.exception("recording of call %s (%s) not catalogued", record.call_id, record.recording_path)
 
     # ------------------------------------------------------------ queue log
     async def _queue_log_loop(self) -> None:

@@ -7,7 +7,10 @@ timeline, append-only: the store only ever inserts into it, and triggers in the 
 UPDATE and DELETE on both backends. `call_drafts` holds the speech service's latest ticket draft
 of a live call (transcript so far and the fields it guessed), one row per call, replaced.
 `accounts` are the agent desktop's users: argon2 password hash, role, the agent an agent account
-is tied to (accounts.py).
+is tied to (accounts.py). `recordings` is the catalogue of call recordings (where, how big, how
+long, checksum, legal hold, when purged), `recording_access` the append-only audit of every
+playback and download, `recording_holds` the append-only log of legal holds set and released
+(recordings_meta.py).
 
 This module describes the *current* schema. The migrations in `migrations/versions/` are what
 build it in a database and spell every column out themselves; a contract test checks that the two
@@ -23,10 +26,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -240,4 +245,54 @@ accounts = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("disabled", Boolean(), nullable=False),
     Index(None, "agent_id"),
+)
+
+recordings = Table(
+    "recordings",
+    metadata,
+    # One recording per call; no foreign key to calls (like ticket_calls): the catalogue entry may
+    # be written by another process than the one saving the call record.
+    Column("call_id", String(ID_LENGTH), primary_key=True),
+    Column("path", Text(), nullable=False),
+    Column("format", String(CODE_LENGTH), nullable=False),  # wav, flac, opus
+    Column("bytes", BigInteger(), nullable=False),
+    Column("seconds", Float(), nullable=False),
+    Column("sha256", String(64), nullable=False),  # hex, of the file as written at call end
+    Column("created_at", UTCDateTime(), nullable=False),  # when the call (and recording) started
+    # The kind of request the call was about, if known when it was registered; the kinds of the
+    # tickets the call is linked to count as well (the longest retention wins).
+    Column("kind", String(CODE_LENGTH), nullable=True),
+    Column("legal_hold", Boolean(), nullable=False),  # a held recording is never purged
+    Column("purged_at", UTCDateTime(), nullable=True),  # the file was deleted; the row stays
+    Index(None, "created_at"),
+)
+
+# Append-only (triggers refuse UPDATE and DELETE): who played or downloaded which recording, when, why.
+recording_access = Table(
+    "recording_access",
+    metadata,
+    Column("id", Integer(), primary_key=True),
+    Column("call_id", String(ID_LENGTH), ForeignKey("recordings.call_id"), nullable=False),
+    Column("who", String(PARTY_LENGTH), nullable=False),  # the account's username
+    Column("role", String(CODE_LENGTH), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("action", String(CODE_LENGTH), nullable=False),  # play, download
+    Column("why", Text(), nullable=False),  # never empty
+    Column("client", String(PARTY_LENGTH), nullable=False),  # the client's address ("" if unknown)
+    Index(None, "call_id"),
+)
+
+# Append-only (triggers refuse UPDATE and DELETE): legal holds set and released, on a call's
+# recording or on a ticket (whose linked calls' recordings it then protects).
+recording_holds = Table(
+    "recording_holds",
+    metadata,
+    Column("id", Integer(), primary_key=True),
+    Column("target", String(ID_LENGTH), nullable=False),  # a call id or a ticket number
+    Column("scope", String(CODE_LENGTH), nullable=False),  # call, ticket
+    Column("hold", Boolean(), nullable=False),  # true: held; false: released
+    Column("who", String(PARTY_LENGTH), nullable=False),
+    Column("why", Text(), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Index(None, "target"),
 )

@@ -1,6 +1,7 @@
 """SqlTicketStore: the TicketStore and TicketRepository ports over SQLAlchemy Core (SQLite or
-PostgreSQL): call records, agents, the speech service's call drafts, 工单 (ledger.py) and the
-API's accounts (accounts.py).
+PostgreSQL): call records, agents, the speech service's call drafts, 工单 (ledger.py), the
+API's accounts (accounts.py), the catalogue of call recordings (recordings_meta.py) and
+statistics of the calls (stats.py).
 
 Synchronous, like the ports: the runtime calls it from a worker thread, never on the event loop.
 The engine is thread-safe; each method uses one short transaction.
@@ -24,6 +25,8 @@ from hotline.tickets.accounts import AccountBook
 from hotline.tickets.database import SQLITE_BEGIN, make_engine, translate_errors, upgrade_to_head
 from hotline.tickets.ledger import TicketLedger
 from hotline.tickets.model import TicketPolicy, WorkingCalendar
+from hotline.tickets.recordings_meta import RecordingCatalogue
+from hotline.tickets.stats import CallStatistics
 
 if TYPE_CHECKING:
     from hotline.core.ports import TicketRepository, TicketStore
@@ -33,7 +36,7 @@ logger = logging.getLogger(__name__)
 _CALL_TIMES = ("started_at", "answered_at", "queued_at", "connected_at", "ended_at")
 
 
-class SqlTicketStore(TicketLedger, AccountBook):
+class SqlTicketStore(TicketLedger, AccountBook, CallStatistics, RecordingCatalogue):
     """Call records, agents, call drafts and tickets in SQL; implements hotline.core.ports'
     TicketStore and TicketRepository.
 
