@@ -71,7 +71,7 @@ from hotline.ivr.protocol import (
     StopPlay,
     Tick,
 )
-from hotline.ivr.script import ScriptNodes
+from hotline.ivr.script import HANGUP_GRACE_S, ScriptNodes
 from hotline.ivr.spec import FlowSpec, KeyAction, QueueNode, default_spec
 
 __all__ = [
@@ -362,7 +362,7 @@ class CallFlow(ScriptNodes):
         self.greeting_until = self.announce_at = None
         self.query_pending = False
         self.notice = ()
-        self.prompt_until = now + self._seconds(prompt)
+        self.prompt_until = now + self._seconds(prompt) + HANGUP_GRACE_S  # never cut the last words
         self.then = self._callback_done
         return [StopPlay(), PlaySequence((prompt,)), RequestCallback()]
 

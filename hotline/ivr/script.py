@@ -63,6 +63,7 @@ from hotline.ivr.spec import (
 )
 
 DEFAULT_PROMPT_S = 3.0  # a prompt whose length is not known
+HANGUP_GRACE_S = 1.0  # after the last prompt, before hanging up: it reaches the caller with a delay
 LOOKUP_WAIT_S = 10.0  # the ticket store's answer; later is "not found"
 SCRIPT_PHASES = (Phase.MENU, Phase.LOOKUP, Phase.SELF_SERVICE, Phase.PROMPT)
 
@@ -143,8 +144,8 @@ class ScriptNodes:
             total += value
         return total
 
-    def _play(self, prompts: tuple[str, ...], now: float, then: Then) -> list[Command]:
-        self.prompt_until = now + self._seconds(*prompts)
+    def _play(self, prompts: tuple[str, ...], now: float, then: Then, tail_s: float = 0.0) -> list[Command]:
+        self.prompt_until = now + self._seconds(*prompts) + tail_s
         self.then = then
         return [PlaySequence(prompts)]
 
@@ -217,7 +218,8 @@ class ScriptNodes:
             return self._play((node.prompt,), now, functools.partial(self._enter, node.next))
         self.step = Step.LEAVING
         if node.prompt:
-            return self._play((node.prompt,), now, functools.partial(self._hang_up, node))
+            # The last words are never cut: the caller hears them through the network's delay.
+            return self._play((node.prompt,), now, functools.partial(self._hang_up, node), HANGUP_GRACE_S)
         return self._hang_up(node, now)
 
     def _leave(self, prompts: tuple[str, ...], target: str, now: float) -> list[Command]:

