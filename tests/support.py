@@ -15,6 +15,15 @@ from pathlib import Path
 _rng = random.Random()
 
 
+def require_tool(name: str, install: str) -> str:
+    """The path of executable `name`. A missing one fails the test loudly with the command that
+    installs it (`make test` installs every tool the tests use): never a silent skip."""
+    found = shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"{name} is not installed: {install} (or run `make test`, which installs it)")
+    return found
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
     """A port free on 127.0.0.1 for TCP (default) or UDP.
 

@@ -13,7 +13,6 @@ to its last whole frame.
 
 from __future__ import annotations
 
-import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -21,6 +20,8 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
+
+from tests.support import require_tool
 
 Samples = npt.NDArray[np.float32]
 Encoding = Literal["u-law", "a-law", "signed"]
@@ -51,10 +52,7 @@ class Match(NamedTuple):
 
 def sox_binary() -> str:
     """The sox executable; a missing one fails loudly with the command that installs it."""
-    found = shutil.which("sox")
-    if found is None:
-        raise RuntimeError(f"sox is not installed: {SOX_INSTALL}")
-    return found
+    return require_tool("sox", SOX_INSTALL)
 
 
 def _run_sox(args: list[str]) -> None:

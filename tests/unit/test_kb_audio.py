@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import struct
 import textwrap
 import wave
@@ -13,6 +12,7 @@ import pytest
 
 from hotline.runtime.kb_audio import KbAudio, kb_prompt_name, prepare_kb_audio, render_espeak
 from hotline.runtime.prompts import RATE, PromptLibrary
+from tests.support import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,6 +28,13 @@ KB = """\
         keywords: [公积金, 贷款]
         answer: 申请公积金贷款请拨打12329咨询。
 """
+
+
+@pytest.fixture
+def espeak_and_sox() -> None:
+    """Rendering answers needs both (Debian packages `make test` installs): missing ones fail."""
+    require_tool("espeak-ng", "apt-get install espeak-ng")
+    require_tool("sox", "apt-get install sox libsox-fmt-all")
 
 
 def write_wav(path: Path, frames: int) -> Path:
@@ -135,8 +142,7 @@ def test_an_answer_that_cannot_be_rendered_is_left_without_audio(setup: dict[str
     assert not list((setup["cache"] / "kb").glob("*"))  # no partial file left
 
 
-@pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("sox")), reason="needs espeak-ng and sox")
-def test_espeak_renders_the_bridge_format_trimmed(tmp_path: Path) -> None:
+def test_espeak_renders_the_bridge_format_trimmed(tmp_path: Path, espeak_and_sox: None) -> None:
     target = tmp_path / "answer.wav"
     render_espeak("请拨打12345咨询。", target)
     with wave.open(str(target), "rb") as w:
@@ -149,8 +155,7 @@ def test_espeak_renders_the_bridge_format_trimmed(tmp_path: Path) -> None:
     assert max(abs(s) for s in pcm) > 16000  # normalised to about -3 dBFS
 
 
-@pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("sox")), reason="needs espeak-ng and sox")
-def test_the_real_knowledge_base_has_audio_for_every_answer(tmp_path: Path) -> None:
+def test_the_real_knowledge_base_has_audio_for_every_answer(tmp_path: Path, espeak_and_sox: None) -> None:
     shipped = ROOT / "config" / "prompts"
     lib = PromptLibrary([tmp_path / "city", shipped], tmp_path / "cache")
     audio = prepare_kb_audio(ROOT / "config" / "knowledge", lib, shipped / "zh-CN", tmp_path / "cache")
