@@ -21,11 +21,12 @@ from datetime import datetime
 from typing import Any
 
 import argon2
-from sqlalchemy import Connection, Insert, RowMapping, Table, select, update
+from sqlalchemy import RowMapping, select, update
 
 from hotline.core.errors import Conflict, InvalidRequest, NotFound
 from hotline.core.model import AgentId, utcnow
 from hotline.tickets import schema
+from hotline.tickets.mixin import StorePart
 
 ROLES = ("agent", "supervisor", "admin")
 USERNAME_MAX = 64
@@ -65,22 +66,13 @@ def check_username(username: str) -> str:
     return name
 
 
-class AccountBook:
+class AccountBook(StorePart):
     """Mixed into SqlTicketStore, which provides the connections (`_read`, `_write`) and the
     dialect's INSERT (`_insert`)."""
 
     _hasher = argon2.PasswordHasher()
     _dummy_hash: str | None = None
     _dummy_lock = threading.Lock()
-
-    def _read(self, what: str) -> contextlib.AbstractContextManager[Connection]:
-        raise NotImplementedError
-
-    def _write(self, what: str) -> contextlib.AbstractContextManager[Connection]:
-        raise NotImplementedError
-
-    def _insert(self, table: Table) -> Insert:
-        raise NotImplementedError
 
     def add_account(self, username: str, password: str, role: str, agent_id: AgentId | None = None) -> Account:
         """Creates an account; Conflict if the username is taken, InvalidRequest for a bad role,

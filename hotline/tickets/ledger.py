@@ -18,13 +18,12 @@ Rules of this module:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Insert, RowMapping, Table, exists, or_, select, update
+from sqlalchemy import Connection, Insert, RowMapping, exists, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hotline.core.errors import ConfigError, InvalidRequest
@@ -32,6 +31,7 @@ from hotline.core.model import CallId, TicketStatus, TicketSummary, utcnow
 from hotline.tickets import schema
 from hotline.tickets.codec import data_from_json, data_to_json, ticket_from_json, ticket_to_json
 from hotline.tickets.lifecycle import TicketMachine, red_light_at, yellow_light_at
+from hotline.tickets.mixin import StorePart
 from hotline.tickets.model import AnswerDirectly, Event, State, TicketPolicy, TimelineEntry, WorkingCalendar
 from hotline.tickets.records import (
     RELATIONS,
@@ -58,21 +58,12 @@ _C = schema.ticket_calls
 _L = schema.ticket_links
 
 
-class TicketLedger:
+class TicketLedger(StorePart):
     """Mixed into SqlTicketStore, which provides the connections (`_read`, `_write`), the
     dialect's INSERT (`_insert`), the city policies and the calendar."""
 
     _policies: dict[str, TicketPolicy]
     _calendar: WorkingCalendar | None
-
-    def _read(self, what: str) -> contextlib.AbstractContextManager[Connection]:
-        raise NotImplementedError
-
-    def _write(self, what: str) -> contextlib.AbstractContextManager[Connection]:
-        raise NotImplementedError
-
-    def _insert(self, table: Table) -> Insert:
-        raise NotImplementedError
 
     # -- policies ---------------------------------------------------------------------------
 

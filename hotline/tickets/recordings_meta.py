@@ -15,18 +15,18 @@ Rules of this module:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Insert, RowMapping, Table, func, select, update
+from sqlalchemy import RowMapping, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hotline.core.errors import InvalidRequest, NotFound
 from hotline.core.model import CallId, utcnow
 from hotline.tickets import schema
+from hotline.tickets.mixin import StorePart
 
 ACCESS_ACTIONS = ("play", "download")
 FORMATS = ("wav", "flac", "opus")
@@ -123,18 +123,9 @@ class HoldRow:
     at: datetime
 
 
-class RecordingCatalogue:
+class RecordingCatalogue(StorePart):
     """Mixed into SqlTicketStore, which provides the connections (`_read`, `_write`) and the
     dialect's INSERT (`_insert`)."""
-
-    def _read(self, what: str) -> contextlib.AbstractContextManager[Connection]:
-        raise NotImplementedError
-
-    def _write(self, what: str) -> contextlib.AbstractContextManager[Connection]:
-        raise NotImplementedError
-
-    def _insert(self, table: Table) -> Insert:
-        raise NotImplementedError
 
     def register_recording(
         self,

@@ -13,30 +13,23 @@ Rules of this module:
 
 from __future__ import annotations
 
-import contextlib
 import math
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, case, extract, func, select
+from sqlalchemy import ColumnElement, and_, case, extract, func, select
 
 from hotline.core.errors import InvalidRequest
 from hotline.core.model import Outcome
 from hotline.core.ports import CallStats
 from hotline.tickets import schema
+from hotline.tickets.mixin import StorePart
 
 _C = schema.calls.c
 
 
-class CallStatistics:
+class CallStatistics(StorePart):
     """Mixed into SqlTicketStore, which provides the connections (`_read`) and the backend."""
-
-    @property
-    def backend(self) -> str:
-        raise NotImplementedError
-
-    def _read(self, what: str) -> contextlib.AbstractContextManager[Connection]:
-        raise NotImplementedError
 
     def call_stats(self, since: datetime, service_level_s: float) -> CallStats:
         """The calls started at or after `since` (aware), counted as CallStats documents;
