@@ -29,7 +29,7 @@ from hotline.core.errors import Unavailable
 from hotline.core.model import AgentId, CallId, CallRecord, OfferId, Outcome, WorkerId, utcnow
 from hotline.core.ports import CallQueue
 from hotline.ivr import callback as cb
-from hotline.recordings.stereo import merge_stereo
+from hotline.runtime.legs import close_stereo, epoch_ms, failure_reason, leg_file
 from hotline.sip.events import LegState, LegStateChanged, SipEvent
 
 logger = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ class CallbackRunner:
 
     async def _undialable(self, a: _Attempt) -> None:
         logger.warning("callback %s: number %r cannot be dialled; given up", a.call_id, a.number)
-        await self.queue.callback_failed(a.offer_id, _epoch_ms(), "undialable", _epoch_ms(), 1)
+        await self.queue.callback_failed(a.offer_id, epoch_ms(), "undialable", epoch_ms(), 1)
         a.retry_note = "the number cannot be dialled: callback given up"
         a.flow.phase = cb.CallbackPhase.ENDED
         await self._finish(a, cb.Finish(Outcome.CALLBACK_FAILED, "system", "undialable"))
@@ -197,7 +197,8 @@ class CallbackRunner:
                     self._feed(a, cb.CallerAnswered())
             elif event.state == LegState.DISCONNECTED:
                 self._by_leg.pop(event.leg_id, None)
-                reason = _leg_reason(event.status_code, answered=a.agent_answered if is_agent else bool(a.answered_at))
+                answered = a.agent_answered if is_agent else bool(a.answered_at)
+                reason = "hangup" if answered else failure_reason(event.status_code, not_found="not-found")
                 self._feed(a, cb.AgentGone(reason) if is_agent else cb.CallerGone(reason))
         return True
 
@@ -267,8 +268,8 @@ class CallbackRunner:
             await sip.stop_play(a.agent_leg)
             await sip.bridge(a.caller_leg, a.agent_leg)
             a.recording.parent.mkdir(parents=True, exist_ok=True)
-            await sip.record(a.caller_leg, str(_leg_file(a.recording, "caller")))
-            await sip.record(a.agent_leg, str(_leg_file(a.recording, "agent")))
+            await sip.record(a.caller_leg, str(leg_file(a.recording, "caller")))
+            await sip.record(a.agent_leg, str(leg_file(a.recording, "agent")))
             a.recording_on = True
             a.connected_at = utcnow()
         elif isinstance(c, cb.HangupAgent):
@@ -278,14 +279,14 @@ class CallbackRunner:
             if a.caller_leg in self._by_leg:
                 await sip.hangup(a.caller_leg, 200 if a.answered_at else 487)
         elif isinstance(c, cb.ReportOfferAnswered):
-            if not await self.queue.offer_answered(a.offer_id, _epoch_ms()):
+            if not await self.queue.offer_answered(a.offer_id, epoch_ms()):
                 # The lease ran out (the entry went back to the queue) although both answered:
                 # they are talking, so the entry leaves the queue rather than ring twice.
                 logger.error("callback %s: offer %s answered after its lease", a.call_id, a.offer_id)
         elif isinstance(c, cb.ReportOfferFailed):
-            await self.queue.offer_failed(a.offer_id, _epoch_ms(), c.reason, agent_fault=c.agent_fault)
+            await self.queue.offer_failed(a.offer_id, epoch_ms(), c.reason, agent_fault=c.agent_fault)
         elif isinstance(c, cb.ReportCallbackFailed):
-            now_ms = _epoch_ms()
+            now_ms = epoch_ms()
             retry_at = now_ms + int(self.config.retry_s * 1000)
             left = await self.queue.callback_failed(a.offer_id, now_ms, c.reason, retry_at, self.config.max_attempts)
             if left == 0:
@@ -310,7 +311,7 @@ class CallbackRunner:
             return
         if c.outcome == Outcome.ANSWERED:
             with contextlib.suppress(Unavailable):
-                await self.queue.call_finished(a.queue_call_id, _epoch_ms())
+                await self.queue.call_finished(a.queue_call_id, epoch_ms())
         recording = await self._close_recording(a)
         reason = c.reason if not a.retry_note else f"{c.reason}; {a.retry_note}"
         record = CallRecord(
@@ -335,46 +336,10 @@ class CallbackRunner:
     async def _close_recording(self, a: _Attempt) -> str | None:
         if not a.recording_on:
             return None
-        caller, agent = _leg_file(a.recording, "caller"), _leg_file(a.recording, "agent")
-        if self.sip is not None:
-            for path in (caller, agent):
-                with contextlib.suppress(Exception):
-                    await self.sip.stop_record(str(path))
-        if not caller.exists():
-            return None
-        try:
-            await asyncio.to_thread(merge_stereo, caller, agent if agent.exists() else None, a.recording)
-        except (OSError, ValueError) as exc:
-            logger.error("callback %s: stereo merge failed (%s); keeping %s", a.call_id, exc, caller)
-            return str(caller)
-        caller.unlink(missing_ok=True)
-        agent.unlink(missing_ok=True)
-        return str(a.recording)
+        return await close_stereo(self.sip, a.recording, f"callback {a.call_id}")
 
     async def _track(self, call_id: CallId, info: dict[str, Any]) -> None:
         try:
             await self.tracker.track_call(self.worker_id, call_id, info)
         except Unavailable as exc:
             logger.warning("callback %s not tracked in Redis: %s", call_id, exc)
-
-
-def _epoch_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _leg_file(recording: Path, leg: str) -> Path:
-    return recording.with_name(f"{recording.stem}.{leg}.wav")
-
-
-def _leg_reason(code: int, answered: bool) -> str:
-    if answered:
-        return "hangup"
-    if code in (486, 600):
-        return "busy"
-    if code in (408, 480, 487):
-        return "no-answer"
-    if code in (603, 403):
-        return "rejected"
-    if code == 404:
-        return "not-found"
-    return f"failed-{code}"

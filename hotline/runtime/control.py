@@ -39,6 +39,7 @@ from hotline.core.model import AgentState, CallId, CallRecord, WorkerId
 from hotline.core.ports import CallQueue, Offer, TicketStore
 from hotline.recordings import catalog
 from hotline.runtime.callback import DIALABLE
+from hotline.runtime.legs import epoch_ms
 from hotline.runtime.lost import settle_lost_call
 from hotline.runtime.queue_log import QueueLog
 
@@ -91,10 +92,6 @@ class ControlSettings:
     reconcile_interval_s: float = 30.0  # the leader reconciles the queue with the workers' calls
     queue_log: Path | None = None  # where the queue_log lines go (None: not written)
     queue_name: str = "default"
-
-
-def epoch_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class Control:

@@ -12,19 +12,19 @@ id before anyone noticed): whoever comes first settles it, the other finds nothi
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from hotline.core.model import CallId, CallRecord, Outcome, WorkerId, lost_call_record
 from hotline.core.ports import CallQueue
 from hotline.runtime.callback import DIALABLE
+from hotline.runtime.legs import epoch_ms
 
 KEPT_REASON = "worker died while the caller waited: called back at the same place"
 
 
 async def settle_lost_call(queue: CallQueue, worker_id: WorkerId, call_id: CallId, info: dict[str, Any]) -> CallRecord:
     """Settles the queue side of one lost call and returns its record (not yet saved)."""
-    now_ms = int(time.time() * 1000)
+    now_ms = epoch_ms()
     # A callback attempt is tracked under its own id; the queue knows it by the original.
     queue_call_id = CallId(str(info.get("queue_call_id") or call_id))
     caller = str(info.get("caller") or "")

@@ -38,8 +38,8 @@ from hotline.core.model import (
 from hotline.core.ports import QUEUE_FULL, CallQueue
 from hotline.ivr import flow as fl
 from hotline.ivr.spec import FlowSpec
-from hotline.recordings.stereo import merge_stereo
 from hotline.runtime.callback import CallbackConfig, CallbackRunner
+from hotline.runtime.legs import close_stereo, epoch_ms, failure_reason, leg_file
 from hotline.runtime.lost import settle_lost_call
 from hotline.sip.events import (
     CallRejected,
@@ -110,10 +110,6 @@ class WorkerSettings:
 def new_call_id(now: datetime) -> CallId:
     """Sortable, unique, readable: 20261122T001234-8f3a9c1d."""
     return CallId(f"{now:%Y%m%dT%H%M%S}-{secrets.token_hex(4)}")
-
-
-def epoch_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclasses.dataclass
@@ -365,7 +361,7 @@ class Worker:
             if session.agent_answered:
                 self._feed(session, fl.AgentHungUp(offer))
             else:
-                self._feed(session, fl.AgentFailed(offer, _failure_reason(event.status_code)))
+                self._feed(session, fl.AgentFailed(offer, failure_reason(event.status_code)))
 
     # ------------------------------------------------------------ commands from the control plane
     async def _command_loop(self) -> None:
@@ -444,7 +440,7 @@ class Worker:
         elif isinstance(c, fl.StartRecording):
             s.recording = self._recording_path(s)
             s.recording.parent.mkdir(parents=True, exist_ok=True)
-            await sip.record(s.caller_leg, str(_leg_file(s.recording, "caller")))
+            await sip.record(s.caller_leg, str(leg_file(s.recording, "caller")))
         elif isinstance(c, fl.Play | fl.PlaySequence):
             names = (c.prompt,) if isinstance(c, fl.Play) else c.prompts
             path = self._prompt_file(names, s.language)
@@ -468,7 +464,7 @@ class Worker:
                     await self.bus.publish(ev.ALERT, {"alert": "queue-full", "call_id": s.call_id})
             # The caller's own recording grows while the call lasts: speech recognition reads it
             # from another process (no Python in the media clock, PJSUA2.md).
-            tap = str(_leg_file(s.recording, "caller")) if s.recording is not None else None
+            tap = str(leg_file(s.recording, "caller")) if s.recording is not None else None
             with contextlib.suppress(Unavailable):
                 await self.bus.publish(
                     ev.CALL_QUEUED,
@@ -501,7 +497,7 @@ class Worker:
             assert s.agent_leg is not None
             await sip.bridge(s.caller_leg, s.agent_leg)
             if s.recording is not None:
-                await sip.record(s.agent_leg, str(_leg_file(s.recording, "agent")))
+                await sip.record(s.agent_leg, str(leg_file(s.recording, "agent")))
             s.connected_at = utcnow()
         elif isinstance(c, fl.ReportOfferAnswered):
             if not await self.queue.offer_answered(OfferId(c.offer_id), epoch_ms()):
@@ -615,22 +611,7 @@ class Worker:
         """Stops the leg recorders and merges them into the stereo call recording."""
         if s.recording is None:
             return None
-        caller, agent = _leg_file(s.recording, "caller"), _leg_file(s.recording, "agent")
-        if self.sip is not None:
-            for path in (caller, agent):
-                with contextlib.suppress(Exception):
-                    await self.sip.stop_record(str(path))
-        if not caller.exists():
-            return None
-        try:
-            await asyncio.to_thread(merge_stereo, caller, agent if agent.exists() else None, s.recording)
-        except (OSError, ValueError) as exc:
-            # A full disk or a broken file never loses the call: the caller's file stays.
-            logger.error("call %s: stereo merge failed (%s); keeping %s", s.call_id, exc, caller)
-            return str(caller)
-        caller.unlink(missing_ok=True)
-        agent.unlink(missing_ok=True)
-        return str(s.recording)
+        return await close_stereo(self.sip, s.recording, s.call_id)
 
     async def deliver(self, record: CallRecord, only_if_new: bool = False) -> None:
         """Publishes the call record; on failure it goes to the spool and is retried.
@@ -734,19 +715,3 @@ def _truthy(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes", "on")
     return bool(value)
-
-
-def _leg_file(recording: Path, leg: str) -> Path:
-    return recording.with_name(f"{recording.stem}.{leg}.wav")
-
-
-def _failure_reason(code: int) -> str:
-    if code in (486, 600):
-        return "busy"
-    if code in (408, 480, 487):
-        return "no-answer"
-    if code in (603, 403):
-        return "rejected"
-    if code == 404:
-        return "not-registered"
-    return f"failed-{code}"

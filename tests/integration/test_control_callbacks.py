@@ -19,7 +19,8 @@ from hotline.queue.acd import AcdPolicy, RedisCallQueue
 from hotline.queue.bus import RedisEventBus
 from hotline.queue.leader import RedisLease
 from hotline.runtime.callback import CallbackConfig, CallbackRunner
-from hotline.runtime.control import Control, ControlSettings, epoch_ms
+from hotline.runtime.control import Control, ControlSettings
+from hotline.runtime.legs import epoch_ms
 from hotline.tickets.store import SqlTicketStore
 
 W1, W2 = WorkerId("w1"), WorkerId("w2")
