@@ -42,6 +42,23 @@ def _decode_fields(fields: dict[Any, Any] | None) -> tuple[str, dict[str, Any]]:
     return events.decode(as_text)
 
 
+def _decode_entries(raw: Any, what: str, stream: str) -> tuple[list[Entry], list[str]]:
+    """(entry id, kind, data) of the well-formed entries of an XREAD/XREADGROUP/XAUTOCLAIM
+    entry list, and the ids of the malformed ones (logged), for the caller to ack or delete."""
+    good: list[Entry] = []
+    bad: list[str] = []
+    for raw_id, fields in raw:
+        entry_id = text(raw_id)
+        try:
+            kind, data = _decode_fields(fields)
+        except ValueError as exc:
+            logger.error("dropping malformed %s %s on %s: %s", what, entry_id, stream, exc)
+            bad.append(entry_id)
+            continue
+        good.append((entry_id, kind, data))
+    return good, bad
+
+
 def _dumps(data: dict[str, Any]) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
@@ -119,21 +136,16 @@ class RedisEventBus:
                 logger.warning("consumer group %s missing on %s: creating it", group, self._events)
                 await self.ensure_group(group)
                 reply = await self._client.xreadgroup(group, consumer, {self._events: start}, count=count, block=block)
-            good: list[Entry] = []
-            bad: list[str] = []
-            for _stream, entries in reply or []:
-                for raw_id, fields in entries:
-                    entry_id = text(raw_id)
-                    try:
-                        kind, data = _decode_fields(fields)
-                    except ValueError as exc:
-                        logger.error("dropping malformed event %s on %s: %s", entry_id, self._events, exc)
-                        bad.append(entry_id)
-                        continue
-                    good.append((entry_id, kind, data))
+            good, bad = _decode_entries([e for _s, es in reply or [] for e in es], "event", self._events)
             if bad:
                 await self._client.xack(self._events, group, *bad)
         return good
+
+    async def _newest_id(self) -> str:
+        """The id of the newest event ("0-0" for an empty stream): "$" made explicit, so that
+        nothing published between two blocking reads is missed."""
+        newest = await self._client.xrevrange(self._events, count=1)
+        return text(newest[0][0]) if newest else "0-0"
 
     async def wait_events(self, last_id: str, block_ms: int) -> str:
         """Waits up to block_ms for an event after last_id ("$": after now) on the events stream,
@@ -141,8 +153,7 @@ class RedisEventBus:
         The dispatcher sleeps on this, so a new call or a freed agent wakes it at once."""
         with translate_errors("wait_events"):
             if last_id == "$":
-                newest = await self._client.xrevrange(self._events, count=1)
-                last_id = text(newest[0][0]) if newest else "0-0"
+                last_id = await self._newest_id()
             reply = await self._client.xread({self._events: last_id}, count=1000, block=max(1, block_ms))
         for _stream, entries in reply or []:
             if entries:
@@ -155,8 +166,7 @@ class RedisEventBus:
         the events as (entry id, kind, data); malformed ones are logged and skipped."""
         with translate_errors("read_after"):
             if last_id == "$":
-                newest = await self._client.xrevrange(self._events, count=1)
-                last_id = text(newest[0][0]) if newest else "0-0"
+                last_id = await self._newest_id()
             reply = await self._client.xread({self._events: last_id}, count=count, block=max(1, block_ms))
         good: list[Entry] = []
         for _stream, entries in reply or []:
@@ -188,19 +198,11 @@ class RedisEventBus:
                     if "NOGROUP" not in str(exc):
                         raise
                     return claimed
-                cursor, entries = text(result[0]), result[1]
-                bad: list[str] = []
-                for raw_id, fields in entries:
-                    if fields is None:
-                        continue  # trimmed from the stream meanwhile (XAUTOCLAIM drops it)
-                    entry_id = text(raw_id)
-                    try:
-                        kind, data = _decode_fields(fields)
-                    except ValueError as exc:
-                        logger.error("dropping malformed event %s on %s: %s", entry_id, self._events, exc)
-                        bad.append(entry_id)
-                        continue
-                    claimed.append((entry_id, kind, data))
+                cursor = text(result[0])
+                # An entry trimmed from the stream meanwhile comes back without fields (dropped).
+                kept = [(raw_id, fields) for raw_id, fields in result[1] if fields is not None]
+                good, bad = _decode_entries(kept, "event", self._events)
+                claimed.extend(good)
                 if bad:
                     await self._client.xack(self._events, group, *bad)
                 if cursor == "0-0":
@@ -226,18 +228,7 @@ class RedisEventBus:
         block = block_ms if block_ms > 0 else None
         with translate_errors("read_commands"):
             reply = await self._client.xread({stream: last_id}, count=count, block=block)
-            good: list[Entry] = []
-            bad: list[str] = []
-            for _stream, entries in reply or []:
-                for raw_id, fields in entries:
-                    entry_id = text(raw_id)
-                    try:
-                        kind, data = _decode_fields(fields)
-                    except ValueError as exc:
-                        logger.error("dropping malformed command %s on %s: %s", entry_id, stream, exc)
-                        bad.append(entry_id)
-                        continue
-                    good.append((entry_id, kind, data))
+            good, bad = _decode_entries([e for _s, es in reply or [] for e in es], "command", stream)
             if bad:
                 # Deleted, so a reader whose last good entry precedes them does not see them again.
                 await self._client.xdel(stream, *bad)
