@@ -13,14 +13,5 @@ if entry == nil then
   return 0
 end
 redis.call('HDEL', K_CALLS, call_id)
-if entry.state == 'offered' and entry.offer_id then
-  local offer = get_json(K_OFFERS, entry.offer_id)
-  if offer then
-    drop_offer(offer)
-    local agent = get_json(K_AGENTS, offer.agent_id)
-    if holds(agent, offer) then
-      move(agent, 'offer_withdrawn', 'available', agent.prev_since_ms or agent.idle_since_ms, 'system', ABANDONED)
-    end
-  end
-end
+withdraw_offer(entry, ABANDONED)
 return 1

@@ -166,6 +166,22 @@ local function holds(agent, offer)
   return agent ~= nil and agent.state == 'reserved' and agent.offer_id == offer.offer_id
 end
 
+-- The offered entry's offer is withdrawn (its caller left, or asked for a callback): the agent
+-- gets back exactly the state he had before it (same since and idle-since), keeping his turn.
+local function withdraw_offer(entry, reason)
+  if entry.state ~= 'offered' or not entry.offer_id then
+    return
+  end
+  local offer = get_json(K_OFFERS, entry.offer_id)
+  if offer then
+    drop_offer(offer)
+    local agent = get_json(K_AGENTS, offer.agent_id)
+    if holds(agent, offer) then
+      move(agent, 'offer_withdrawn', 'available', agent.prev_since_ms or agent.idle_since_ms, 'system', reason)
+    end
+  end
+end
+
 -- The offer failed (no answer, busy, lease ran out ...): the call goes back in place; the agent
 -- is paused when his side failed and the policy says so, else available, idle since now.
 local function fail_offer(offer, now, reason, agent_fault)

@@ -9,16 +9,7 @@ local entry = get_json(K_CALLS, call_id)
 if entry == nil then
   return 0
 end
-if entry.state == 'offered' and entry.offer_id then
-  local offer = get_json(K_OFFERS, entry.offer_id)
-  if offer then
-    drop_offer(offer)
-    local agent = get_json(K_AGENTS, offer.agent_id)
-    if holds(agent, offer) then
-      move(agent, 'offer_withdrawn', 'available', agent.prev_since_ms or agent.idle_since_ms, 'system', CALLBACK_REQUESTED)
-    end
-  end
-end
+withdraw_offer(entry, CALLBACK_REQUESTED)
 entry.state = 'waiting'
 entry.offer_id = nil
 entry.agent_id = nil
