@@ -125,6 +125,16 @@ def redis_client(config: Config) -> Any:
     return redis.asyncio.Redis.from_url(config.redis_url, socket_connect_timeout=2, socket_timeout=5)
 
 
+async def run_until_signalled(coro: Any) -> None:
+    """Runs a service's main coroutine until it ends or SIGTERM/SIGINT cancels it."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.create_task(coro)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def make_queue(config: Config, client: Any) -> Any:
     """The queue adapter with the queue's policy: every process of a queue must use the same."""
     from hotline.queue.acd import RedisCallQueue
@@ -305,14 +315,8 @@ async def run_control(config: Config) -> None:
     site = web.TCPSite(runner, config.http.host, config.http.port)
     await site.start()
     logger.info("control ready: API on http://%s:%d/api/v1", config.http.host, config.http.port)
-    loop = asyncio.get_running_loop()
-    task = asyncio.create_task(control.run())
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
     try:
-        await task
-    except asyncio.CancelledError:
-        pass
+        await run_until_signalled(control.run())
     finally:
         await runner.cleanup()
         await client.aclose()
@@ -368,14 +372,8 @@ async def run_speech(config: Config) -> None:
     )
     await asyncio.to_thread(service.pool.start, 300)  # models loaded before the first call
     logger.info("speech ready: %s in %d process(es)", spec.name, config.asr.processes)
-    loop = asyncio.get_running_loop()
-    task = asyncio.create_task(service.run())
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
     try:
-        await task
-    except asyncio.CancelledError:
-        pass
+        await run_until_signalled(service.run())
     finally:
         await client.aclose()
         store.close()
