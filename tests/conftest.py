@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio
 
 from tests.support import RedisServer, redis_server
 
@@ -27,6 +28,14 @@ def redis_url(redis_session: RedisServer) -> Iterator[str]:
     client.flushdb()
     client.close()
     yield redis_session.url
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
+    """An asyncio client of that clean database."""
+    c = redis.asyncio.Redis.from_url(redis_url)
+    yield c
+    await c.aclose()
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ agent.state events) against RedisCallQueue on a real redis-server."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -25,13 +25,6 @@ WRAP = 30_000
 
 def agent(n: int) -> Agent:
     return Agent(AgentId(f"a{n}"), name=f"坐席{n}", extension=f"10{n:02d}")
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
-    c = redis.asyncio.Redis.from_url(redis_url)
-    yield c
-    await c.aclose()
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 import redis.asyncio
@@ -22,13 +22,6 @@ def agent(n: int, uri: str | None = None) -> Agent:
 
 async def ids_waiting(queue: RedisCallQueue) -> list[str]:
     return [w.call_id for w in await queue.waiting()]
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
-    c = redis.asyncio.Redis.from_url(redis_url)
-    yield c
-    await c.aclose()
 
 
 @pytest.fixture

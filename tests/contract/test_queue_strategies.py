@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
 from typing import Any
 
 import hypothesis.strategies as st
@@ -27,13 +26,6 @@ S = 1_000  # ms per second
 
 def agent(n: int, **skills: int) -> Agent:
     return Agent(AgentId(f"a{n}"), name=f"坐席{n}", extension=f"10{n:02d}", skills=dict(skills))
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
-    c = redis.asyncio.Redis.from_url(redis_url)
-    yield c
-    await c.aclose()
 
 
 def make(client: redis.asyncio.Redis, **policy: Any) -> RedisCallQueue:

@@ -51,13 +51,6 @@ def store(accounts_db: Path, tmp_path: Path) -> Iterator[SqlTicketStore]:
 
 
 @pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
-    c = redis.asyncio.Redis.from_url(redis_url)
-    yield c
-    await c.aclose()
-
-
-@pytest.fixture
 def bus(client: redis.asyncio.Redis) -> RedisEventBus:
     return RedisEventBus(client)
 

@@ -60,13 +60,6 @@ def store(accounts_db: Path, tmp_path: Path) -> Iterator[SqlTicketStore]:
 
 
 @pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
-    c = redis.asyncio.Redis.from_url(redis_url)
-    yield c
-    await c.aclose()
-
-
-@pytest.fixture
 def queue(client: redis.asyncio.Redis) -> RedisCallQueue:
     return RedisCallQueue(client)
 

@@ -5,7 +5,7 @@ place as callbacks while its connected calls are closed as failed."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +24,6 @@ from hotline.runtime.legs import epoch_ms
 from hotline.tickets.store import SqlTicketStore
 
 W1, W2 = WorkerId("w1"), WorkerId("w2")
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
-    c = redis.asyncio.Redis.from_url(redis_url)
-    yield c
-    await c.aclose()
 
 
 @pytest.fixture

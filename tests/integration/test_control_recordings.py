@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import wave
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,13 +22,6 @@ from hotline.runtime.control import TICKET_GROUP, Control, ControlSettings
 from hotline.tickets.store import SqlTicketStore
 
 STARTED = datetime(2026, 5, 1, 2, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def client(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
-    c = redis.asyncio.Redis.from_url(redis_url)
-    yield c
-    await c.aclose()
 
 
 @pytest.fixture
