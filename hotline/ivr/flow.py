@@ -9,6 +9,10 @@ Rules of this module (GB/T 33358: no menu tree in front of a person, answer with
   Every digit is kept for the record.
 - While waiting, every announce_interval_s after the greeting, the flow asks the queue for the
   position and estimated wait and announces them, then hold music again.
+- An overflow to voicemail (in the queue, the greeting over, not being offered) takes the call
+  out of the queue, plays the voicemail prompt, then lets the caller speak for up to max_s
+  (the call is recorded all along, and its transcript becomes the ticket draft as for any
+  queued call); then "goodbye" and hang-up. It ends as VOICEMAIL, also when he hangs up first.
 - A callback key (in the queue, not being offered) confirms, asks the queue to call back and
   hangs up; the queue keeps the entry (no Abandon, also when the caller hangs up first), and an
   offer during the confirmation is refused. A priority key, or an emergency heard, raises the
@@ -21,7 +25,13 @@ Rules of this module (GB/T 33358: no menu tree in front of a person, answer with
 - A hang-up is an event, never an error: in every phase it ends in exactly one Finish command
   with the outcome, and an agent leg still ringing or connected is hung up.
 - Only one offer at a time: another offer is refused (reported failed, so the queue frees that
-  agent); an offer delivered again (the current one, or one already settled) is ignored.
+  agent); an offer delivered again (the current one, or one already settled) is ignored. The
+  exception is a ring_all group (OfferReceived.group): every offer of the current offer's group
+  is dialled as it comes, all ring at once under one ring timeout; the first agent to answer
+  takes the call and the other legs are hung up at once (the queue releases their agents when
+  the answer is reported); one that fails is reported failed and the others keep ringing.
+- A connected call sent back to the queue (Requeued: the worker released the agent and queued
+  it again at its original arrival time) waits again with hold music and announcements.
 - An (phase, event) pair not in the table raises FlowError naming both.
 """
 
@@ -65,6 +75,7 @@ from hotline.ivr.protocol import (
     ReportOfferAnswered,
     ReportOfferFailed,
     RequestCallback,
+    Requeued,
     SetLanguage,
     SpeechResult,
     StartRecording,
@@ -109,6 +120,7 @@ __all__ = [
     "ReportOfferAnswered",
     "ReportOfferFailed",
     "RequestCallback",
+    "Requeued",
     "SetLanguage",
     "SpeechResult",
     "StartRecording",
@@ -130,6 +142,7 @@ class CallFlow(ScriptNodes):
         self.phase = Phase.NEW
         self.greeting_until: float | None = None  # monotonic end of the greeting, while it plays
         self.offer: OfferReceived | None = None
+        self.others: dict[str, OfferReceived] = {}  # the rest of a ring_all group, ringing too
         self.ring_until: float | None = None
         self.digits = ""
         self.agent_id: str | None = None  # the agent connected, once connected
@@ -162,6 +175,10 @@ class CallFlow(ScriptNodes):
             (Phase.CALLBACK, CallerHungUp): self._on_caller_hangup_callback,
             (Phase.CALLBACK, Dtmf): self._on_digit,
             (Phase.CALLBACK, AgentAnswered): self._on_stale_agent_answer,
+            (Phase.VOICEMAIL, Tick): self._on_timers,
+            (Phase.VOICEMAIL, CallerHungUp): self._on_caller_hangup_voicemail,
+            (Phase.VOICEMAIL, Dtmf): self._on_voicemail_digit,
+            (Phase.VOICEMAIL, AgentAnswered): self._on_stale_agent_answer,
         }
         self._table.update(self._script_transitions())
         for phase in _LIVE:
@@ -175,6 +192,7 @@ class CallFlow(ScriptNodes):
         for phase in (Phase.OFFERING, Phase.AGENT_READY, Phase.CONNECTED, Phase.CALLBACK, Phase.ENDED):
             # Only one offer at a time: a second one is refused, so the queue frees that agent.
             self._table[(phase, OfferReceived)] = self._refuse_offer
+        self._table[(Phase.OFFERING, OfferReceived)] = self._on_group_offer
         for phase in (Phase.NEW, Phase.ANSWERING):
             self._table[(phase, OfferReceived)] = self._refuse_offer
         late = (SpeechResult, PositionReport, LookupResult)
@@ -185,6 +203,8 @@ class CallFlow(ScriptNodes):
                 self._table[(phase, ev)] = self._nothing
         for ev in (MediaReady, AgentFailed, AgentHungUp, *late):
             self._table[(Phase.CALLBACK, ev)] = self._nothing
+            self._table[(Phase.VOICEMAIL, ev)] = self._nothing
+        self._table[(Phase.VOICEMAIL, OfferReceived)] = self._refuse_offer
         # Late events about an offer that is no longer current (cancelled on timeout, ...).
         for phase in (Phase.WAITING, Phase.AGENT_READY, Phase.CONNECTED):
             self._table.setdefault((phase, AgentFailed), self._nothing)
@@ -194,6 +214,7 @@ class CallFlow(ScriptNodes):
         for phase in Phase:
             self._table[(phase, Overflow)] = self._nothing
         self._table[(Phase.WAITING, Overflow)] = self._on_overflow
+        self._table[(Phase.CONNECTED, Requeued)] = self._on_requeued
 
     # ------------------------------------------------------------ public
     def handle(self, event: Event, now: float) -> list[Command]:
@@ -229,7 +250,7 @@ class CallFlow(ScriptNodes):
     def _enter_queue(self, node: QueueNode, now: float) -> list[Command]:
         self.queue_node = node
         self.phase = Phase.WAITING
-        out: list[Command] = [Enqueue(node.skills)]
+        out: list[Command] = [Enqueue(node.skills, node.queue)]
         if self.pending_priority is not None:
             out += self._raise(self.pending_priority)
             self.pending_priority = None
@@ -278,11 +299,11 @@ class CallFlow(ScriptNodes):
         if self.greeting_until is not None and now >= self.greeting_until:
             out += self._greeting_over(now)
         if self.ring_until is not None and now >= self.ring_until and self.offer is not None:
-            offer = self.offer
-            self.settled.add(offer.offer_id)
+            for offer in (self.offer, *self.others.values()):
+                self.settled.add(offer.offer_id)
+                out += [HangupAgent(offer.offer_id), ReportOfferFailed(offer.offer_id, "no-answer", offer.agent_id)]
             self._clear_offer()
             self.phase = Phase.WAITING
-            out += [HangupAgent(offer.offer_id), ReportOfferFailed(offer.offer_id, "no-answer", offer.agent_id)]
         out += self._on_timers(event, now)  # a notice or an announcement has ended
         if self.announce_at is not None and now >= self.announce_at:
             out += self._announce_due(now)
@@ -366,11 +387,70 @@ class CallFlow(ScriptNodes):
         self.then = self._callback_done
         return [StopPlay(), PlaySequence((prompt,)), RequestCallback()]
 
+    def _on_requeued(self, event: Event, now: float) -> list[Command]:
+        node = self.queue_node
+        if node is None:
+            raise FlowError("Requeued for a call that never reached a queue")
+        self._clear_offer()
+        self.agent_id = None
+        self.phase = Phase.WAITING
+        if node.announce_interval_s > 0:
+            self.announce_at = now + node.announce_interval_s
+        return [Play(node.hold, loop=True)]
+
     def _on_overflow(self, event: Event, now: float) -> list[Command]:
         assert isinstance(event, Overflow)
-        if event.target != "callback" or self.greeting_playing or self.offer is not None:
-            return []  # the greeting is never cut; an agent being dialled is better than a callback
-        return self._start_callback(now, "callback_overflow")
+        if self.greeting_playing or self.offer is not None:
+            return []  # the greeting is never cut; an agent being dialled is better than an overflow
+        if event.target == "callback":
+            return self._start_callback(now, "callback_overflow")
+        if event.target == "voicemail":
+            return self._start_voicemail(now, event.max_s or self.settings.voicemail_max_s)
+        return []
+
+    # ------------------------------------------------------------ voicemail
+    def _voicemail_prompt(self) -> str:
+        durations, name = self.settings.durations, self.settings.voicemail_prompt
+        known = f"{self.language}/{name}" in durations or name in durations
+        return name if known else self.settings.voicemail_fallback_prompt
+
+    def _start_voicemail(self, now: float, max_s: float) -> list[Command]:
+        self.phase = Phase.VOICEMAIL
+        self.greeting_until = self.announce_at = None
+        self.query_pending = False
+        self.notice = ()
+        prompt = self._voicemail_prompt()
+        self.prompt_until = now + self._seconds(prompt)
+
+        def record(at: float) -> list[Command]:  # the prompt is over: his message, up to max_s
+            self.prompt_until = at + max_s
+            self.then = self._voicemail_done
+            return []
+
+        self.then = record
+        return [StopPlay(), Abandon(), PlaySequence((prompt,))]
+
+    def _voicemail_done(self, now: float) -> list[Command]:
+        self.prompt_until = now + self._seconds("goodbye") + HANGUP_GRACE_S
+        self.then = self._voicemail_hangup
+        return [PlaySequence(("goodbye",))]
+
+    def _voicemail_hangup(self, now: float) -> list[Command]:
+        self._end()
+        return [HangupCaller(), Finish(Outcome.VOICEMAIL, "system")]
+
+    def _on_voicemail_digit(self, event: Event, now: float) -> list[Command]:
+        assert isinstance(event, Dtmf)
+        self.digits += event.digit
+        if event.digit == "#" and self.then is not None and self.then == self._voicemail_done:
+            self.prompt_until = None  # "#" ends the message early
+            self.then = None
+            return self._voicemail_done(now)
+        return []
+
+    def _on_caller_hangup_voicemail(self, event: Event, now: float) -> list[Command]:
+        self._end()  # already out of the queue: no Abandon
+        return [Finish(Outcome.VOICEMAIL, "caller")]
 
     def _callback_done(self, now: float) -> list[Command]:
         self._end()
@@ -386,9 +466,21 @@ class CallFlow(ScriptNodes):
         if event.offer_id in self.settled:
             return []  # delivered again after it was settled: commands are idempotent by id
         self.offer = event
+        self.others = {}
         self.ring_until = now + self.settings.ring_timeout_s
         self.phase = Phase.OFFERING
-        return [DialAgent(event.offer_id, event.agent_id, event.agent_uri)]
+        return [DialAgent(event.offer_id, event.agent_id, event.agent_uri, ring=bool(event.group))]
+
+    def _on_group_offer(self, event: Event, now: float) -> list[Command]:
+        """Another offer of the ringing ring_all group rings too; anything else is refused."""
+        assert isinstance(event, OfferReceived)
+        current = self.offer
+        if event.offer_id in self.others or self._is_current(event.offer_id):
+            return []  # delivered again: commands are idempotent by id
+        if current is None or event.offer_id not in current.group or event.offer_id in self.settled:
+            return self._refuse_offer(event, now)  # (a settled one: ignored there)
+        self.others[event.offer_id] = event
+        return [DialAgent(event.offer_id, event.agent_id, event.agent_uri, ring=True)]
 
     def _refuse_offer(self, event: Event, now: float) -> list[Command]:
         assert isinstance(event, OfferReceived)
@@ -402,13 +494,22 @@ class CallFlow(ScriptNodes):
 
     def _on_agent_answered(self, event: Event, now: float) -> list[Command]:
         assert isinstance(event, AgentAnswered)
+        out: list[Command] = []
+        if event.offer_id in self.others and self.offer is not None:
+            # A ring_all group: the first to answer takes the call, the other legs are hung up.
+            self.others[self.offer.offer_id] = self.offer
+            self.offer = self.others.pop(event.offer_id)
         if not self._is_current(event.offer_id):
             return [HangupAgent(event.offer_id)]
+        for other in self.others:
+            self.settled.add(other)
+            out.append(HangupAgent(other))
+        self.others = {}
         self.ring_until = None
         if self.greeting_playing:
             self.phase = Phase.AGENT_READY
-            return []
-        return self._connect()
+            return out
+        return out + self._connect()
 
     def _on_stale_agent_answer(self, event: Event, now: float) -> list[Command]:
         assert isinstance(event, AgentAnswered)
@@ -433,11 +534,18 @@ class CallFlow(ScriptNodes):
 
     def _on_agent_failed(self, event: Event, now: float) -> list[Command]:
         assert isinstance(event, AgentFailed)
+        if event.offer_id in self.others and self.phase == Phase.OFFERING:
+            other = self.others.pop(event.offer_id)  # one phone of the group: the others ring on
+            self.settled.add(event.offer_id)
+            return [ReportOfferFailed(event.offer_id, event.reason, other.agent_id)]
         if not self._is_current(event.offer_id):
             return []
         assert self.offer is not None
         agent_id = self.offer.agent_id
         self.settled.add(event.offer_id)
+        if self.others and self.phase == Phase.OFFERING:
+            self.offer = self.others.pop(next(iter(self.others)))  # another of the group rings on
+            return [ReportOfferFailed(event.offer_id, event.reason, agent_id)]
         self._clear_offer()
         self.phase = Phase.WAITING
         return [ReportOfferFailed(event.offer_id, event.reason, agent_id)]
@@ -448,12 +556,13 @@ class CallFlow(ScriptNodes):
 
     def _clear_offer(self) -> None:
         self.offer = None
+        self.others = {}
         self.ring_until = None
 
     def _on_caller_hangup_waiting(self, event: Event, now: float) -> list[Command]:
         out: list[Command] = []
         if self.offer is not None:
-            out.append(HangupAgent(self.offer.offer_id))
+            out += [HangupAgent(o.offer_id) for o in (self.offer, *self.others.values())]
         outcome = Outcome.ABANDONED_IN_GREETING if self.greeting_playing else Outcome.ABANDONED_IN_QUEUE
         self._clear_offer()
         self._end()

@@ -27,6 +27,7 @@ class Phase(enum.StrEnum):
     AGENT_READY = "agent_ready"  # the agent answered; waiting for the greeting to end
     CONNECTED = "connected"
     CALLBACK = "callback"  # the caller asked to be called back: confirmation, then hang up
+    VOICEMAIL = "voicemail"  # overflowed to voicemail: the prompt, then his message (recorded)
     ENDED = "ended"
 
 
@@ -60,6 +61,7 @@ class OfferReceived:
     offer_id: str
     agent_id: str
     agent_uri: str
+    group: tuple[str, ...] = ()  # a ring_all group: every offer id of it (each its own agent)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -111,10 +113,18 @@ class LookupResult:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Overflow:
-    """The caller waited the queue's max_wait_s: the control plane sends him to `target`
-    ("callback": he is told he will be called back at his place, and hung up)."""
+    """The caller waited the queue's max_wait_s (or came to a full queue): the control plane
+    sends him to `target` ("callback": he is told he will be called back at his place, and
+    hung up; "voicemail": he leaves a message of at most max_s seconds, 0: the flow's default)."""
 
     target: str
+    max_s: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Requeued:
+    """A connected call was sent back to the queue (call controls: a transfer to the queue); its
+    agent is gone and the worker has queued it again at its original arrival time."""
 
 
 Event = (
@@ -131,6 +141,7 @@ Event = (
     | PositionReport
     | LookupResult
     | Overflow
+    | Requeued
 )
 
 
@@ -159,6 +170,7 @@ class StopPlay:
 @dataclasses.dataclass(frozen=True, slots=True)
 class Enqueue:
     skills: tuple[str, ...] = ()  # what the queue node asks of the agent (routing widens it)
+    queue: str = ""  # the queue node's queue ("": the first configured)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -166,6 +178,7 @@ class DialAgent:
     offer_id: str
     agent_id: str
     agent_uri: str
+    ring: bool = False  # one leg of a ring_all group: several agent legs ring at once
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -279,3 +292,8 @@ class FlowSettings:
     # Knowledge-base entry id -> the prompt of its answer; None: `kb_<topic>_<id>`. An entry
     # missing here has no audio and is not played (the caller goes to an agent instead).
     kb_prompts: Mapping[str, str] | None = None
+    # Voicemail (an overflow target): the prompt before the message, and the message's length.
+    # A prompt not in `durations` (not rendered yet) falls back to voicemail_fallback_prompt.
+    voicemail_prompt: str = "voicemail"
+    voicemail_fallback_prompt: str = "self_service_ask"
+    voicemail_max_s: float = 120.0

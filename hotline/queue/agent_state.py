@@ -88,6 +88,8 @@ AGENT_LOGGED_OUT = "agent-logged-out"
 ABANDONED = "abandoned"
 # The reason of an offer withdrawn because the caller asked to be called back (and hung up).
 CALLBACK_REQUESTED = "callback"
+# The reason of a ring_all offer withdrawn because another agent of the group answered first.
+ANSWERED_ELSEWHERE = "answered-elsewhere"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -234,6 +234,15 @@ class RedisEventBus:
                 await self._client.xdel(stream, *bad)
         return good
 
+    async def newest_command_id(self, worker_id: WorkerId) -> str:
+        """The id of the newest command to this worker ("0-0" if none): where a reader that
+        wants only new commands starts. Passing "$" to every blocking read instead would miss a
+        command sent between two reads."""
+        stream = keys.worker_commands(worker_id, self._prefix)
+        with translate_errors("newest_command_id"):
+            newest = await self._client.xrevrange(stream, count=1)
+        return text(newest[0][0]) if newest else "0-0"
+
     # --- worker registry -----------------------------------------------------------------
 
     async def heartbeat(self, worker_id: WorkerId, ttl_ms: int, info: dict[str, Any]) -> None:

@@ -20,6 +20,16 @@ Cluster slot and a Lua script may touch them together:
     {p}:acd:{<queue>}:stats       HASH  handle_ms (moving average of handle times), handle_n
     {p}:acd:{<queue>}:last-offered STRING id of the agent offered the last call (the memory of
                                          the round_robin strategy, kept across restarts)
+    {p}:acd:{<queue>}:q:<name>:waiting[:flagged|:emergency]
+                                  ZSETs the waiting lines of another queue <name> served by the
+                                        same agents (see "Several queues" below)
+
+Several queues: the queues of a deployment share their agents, so they live in ONE ACD, named by
+its first queue (<queue> above): agents, offers, leases, entries (each naming its queue) and
+statistics are the ACD's, and each queue has its own three waiting lines. The first queue's
+lines are the keys a single queue always had ({p}:acd:{<queue>}:waiting...), so a deployment
+that adds queues keeps its data; the others' are under q:<name>. All share one hash tag, so one
+script sees every agent and every line (one Cluster slot per deployment).
 
 Skills live inside the JSON values, not in keys of their own: an agent's in his state
 ({"skills": {"language:en": 2}, "calls_answered", "talk_ms"}, the inputs of the strategies), a
@@ -137,6 +147,33 @@ def acd(prefix: str = DEFAULT_PREFIX, queue: str = DEFAULT_QUEUE) -> AcdKeys:
         events=events(prefix),
         last_offered=f"{base}:last-offered",
     )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QueueLines:
+    """The waiting lines (one ZSET per priority) of one queue of an ACD."""
+
+    normal: str
+    flagged: str
+    emergency: str
+
+    def all(self) -> list[str]:
+        return [self.normal, self.flagged, self.emergency]
+
+    def band(self, priority: Priority) -> str:
+        return {Priority.NORMAL: self.normal, Priority.FLAGGED: self.flagged, Priority.EMERGENCY: self.emergency}[
+            priority
+        ]
+
+
+def queue_lines(prefix: str = DEFAULT_PREFIX, acd_name: str = DEFAULT_QUEUE, queue: str = DEFAULT_QUEUE) -> QueueLines:
+    """The waiting lines of queue `queue` in the ACD named `acd_name` (its first queue): the ACD's
+    own lines for the first queue, q:<queue>:... for the others."""
+    if _check_part("queue", queue) == acd_name:
+        own = acd(prefix, acd_name)
+        return QueueLines(own.waiting, own.waiting_flagged, own.waiting_emergency)
+    base = f"{_check_part('prefix', prefix)}:acd:{{{_check_part('queue', acd_name)}}}:q:{queue}"
+    return QueueLines(f"{base}:waiting", f"{base}:waiting:flagged", f"{base}:waiting:emergency")
 
 
 def events(prefix: str = DEFAULT_PREFIX) -> str:

@@ -15,6 +15,10 @@ test checks the two against each other, as agent_state.py is checked against the
   a call needing a rare skill does not hold up the calls behind it, and a lower band is served
   only when no call of a higher band has an eligible agent (so never ahead of a higher-band call
   the same agent could take). Within a band the same holds for earlier arrivals.
+- Several queues sharing the agents (choose_across): the calls of all queues are taken in
+  dispatch_order (priority, then arrival, then call id, whatever the queue), so an agent who
+  serves several queues gets the longest-waiting call he is eligible for; each call is judged
+  by its own queue's QueueRules (required skills, steps, strategy).
 - Among the eligible agents of that call the strategy picks one; ties go to the longest idle
   (then the smaller agent id):
     longest_idle     the longest idle (the default; before skills, the only one)
@@ -23,9 +27,13 @@ test checks the two against each other, as agent_state.py is checked against the
     fewest_calls     the fewest calls answered since his login
     least_talk_time  the least talk time since his login (what call_finished accumulated)
     skills_weighted  the highest sum of his levels over the needed skills
-- ring_all (every phone rings, the first to answer wins) is not a strategy: it needs several
-  live offers of one call, against the rule that a call is offered to one agent at a time
-  (see docs/architecture.md).
+    ring_all         every eligible available agent at once (ring_group, longest idle first,
+                     at most RING_LIMIT); the first to answer takes the call. A callback entry
+                     rings one agent (the longest idle): its worker dials the agent first.
+- ring_all's invariant: no call is connected to two agents, and an agent is in at most one
+  offer (the group's agents are each RESERVED with their own offer; the first answer releases
+  the others in the same script; an offer that fails leaves the others ringing, and the call
+  goes back to its place when the last one has failed).
 """
 
 from __future__ import annotations
@@ -49,14 +57,13 @@ class Strategy(enum.StrEnum):
     FEWEST_CALLS = "fewest_calls"
     LEAST_TALK_TIME = "least_talk_time"
     SKILLS_WEIGHTED = "skills_weighted"
+    RING_ALL = "ring_all"
+
+
+RING_LIMIT: Final = 32  # agents rung at once for one call (lua/dispatch.lua)
 
 
 def check_strategy(value: Any) -> Strategy:
-    if value == "ring_all":
-        raise InvalidRequest(
-            "strategy ring_all is not supported: a call is offered to one agent at a time; use "
-            "longest_idle with a short ring timeout (a no-answer goes straight to the next agent)"
-        )
     try:
         return Strategy(value)
     except ValueError:
@@ -157,6 +164,17 @@ class Waiting:
     arrival_ms: int
     skills: tuple[str, ...] = ()
     not_before_ms: int = 0
+    queue: str = ""  # "" = the only queue (choose); a key of choose_across's rules
+    priority: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QueueRules:
+    """How one queue routes: its strategy, required skills and widening steps (in ms)."""
+
+    strategy: Strategy
+    required: tuple[str, ...] = ()
+    steps: tuple[tuple[int, int], ...] = ((0, 1),)
 
 
 def best_agent(
@@ -171,7 +189,7 @@ def best_agent(
     if not pool:
         return None
     match strategy:
-        case Strategy.LONGEST_IDLE:
+        case Strategy.LONGEST_IDLE | Strategy.RING_ALL:
             return pool[0]
         case Strategy.ROUND_ROBIN:
             after = [a for a in pool if last_offered is not None and a.agent_id > last_offered]
@@ -182,6 +200,12 @@ def best_agent(
             return min(pool, key=lambda a: a.talk_ms)
         case Strategy.SKILLS_WEIGHTED:
             return max(pool, key=lambda a: sum(a.skills.get(s, 0) for s in needed))  # max keeps the first
+
+
+def ring_group(agents: Sequence[Candidate], needed: Sequence[str], level: int) -> list[Candidate]:
+    """The agents a ring_all call rings: every eligible one, longest idle first, RING_LIMIT at most."""
+    pool = sorted((a for a in agents if eligible(a.skills, needed, level)), key=lambda a: (a.idle_since_ms, a.agent_id))
+    return pool[:RING_LIMIT]
 
 
 def choose(
@@ -195,11 +219,35 @@ def choose(
     last_offered: str | None = None,
 ) -> tuple[Waiting, Candidate] | None:
     """The (call, agent) the next offer goes to, or None. `calls` in queue order; `steps` in ms."""
+    rules = QueueRules(strategy, tuple(required), tuple(steps))
+    return choose_across([dataclasses.replace(c, queue="") for c in calls], agents, {"": rules}, now_ms, last_offered)
+
+
+def dispatch_order(calls: Iterable[Waiting]) -> list[Waiting]:
+    """Calls of several queues in the order dispatch looks at them: priority (highest first),
+    then arrival, then call id, whatever their queue. Within one queue that is its queue order."""
+    return sorted(calls, key=lambda c: (-c.priority, c.arrival_ms, c.call_id.encode()))
+
+
+def choose_across(
+    calls: Sequence[Waiting],
+    agents: Sequence[Candidate],
+    rules: Mapping[str, QueueRules],
+    now_ms: int,
+    last_offered: str | None = None,
+) -> tuple[Waiting, Candidate] | None:
+    """The (call, agent) the next offer goes to when several queues share the agents, or None.
+
+    `calls` in dispatch order (dispatch_order): an agent eligible for several queues takes the
+    call of the highest priority that has waited longest among them. Each call is judged by
+    the rules of its own queue (required skills, widening, strategy)."""
     for call in calls:
         if call.not_before_ms > now_ms:
             continue
-        needed = sorted(set(required) | set(call.skills))
-        agent = best_agent(agents, needed, min_level(steps, now_ms - call.arrival_ms), strategy, last_offered)
+        rule = rules[call.queue]
+        needed = sorted(set(rule.required) | set(call.skills))
+        level = min_level(rule.steps, now_ms - call.arrival_ms)
+        agent = best_agent(agents, needed, level, rule.strategy, last_offered)
         if agent is not None:
             return call, agent
     return None

@@ -29,7 +29,7 @@ from hotline.core.errors import Unavailable
 from hotline.core.model import AgentId, CallId, CallRecord, OfferId, Outcome, WorkerId, utcnow
 from hotline.core.ports import CallQueue
 from hotline.ivr import callback as cb
-from hotline.runtime.legs import close_stereo, epoch_ms, failure_reason, leg_file
+from hotline.runtime.legs import FlowDriver, close_stereo, epoch_ms, failure_reason, leg_file
 from hotline.sip.events import LegState, LegStateChanged, SipEvent
 
 logger = logging.getLogger(__name__)
@@ -87,9 +87,11 @@ class _Attempt:
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
 
 
-class CallbackRunner:
+class CallbackRunner(FlowDriver):
     """Runs the callback attempts a worker was given. `start(data)` for each CMD_CALLBACK;
     `on_sip_event(event)` returns True for events of its legs."""
+
+    what = "callback"
 
     def __init__(
         self,
@@ -211,28 +213,8 @@ class CallbackRunner:
                         await self.sip.hangup(leg, 503)
 
     # ------------------------------------------------------------ the flow
-    def _feed(self, a: _Attempt, event: cb.Event) -> None:
-        try:
-            commands = a.flow.handle(event, self.clock())
-        except Exception:
-            logger.exception("callback %s: %s", a.call_id, event)
-            return
-        self.spawn(self._execute(a, commands), f"callback-{a.call_id}")
-        if a.timer is not None:
-            a.timer.cancel()
-            a.timer = None
-        deadline = a.flow.next_deadline()
-        if deadline is not None:
-            delay = max(0.0, deadline - self.clock())
-            a.timer = asyncio.get_running_loop().call_later(delay + 0.001, self._feed, a, cb.Tick())
-
-    async def _execute(self, a: _Attempt, commands: list[cb.Command]) -> None:
-        async with a.lock:
-            for command in commands:
-                try:
-                    await self._do(a, command)
-                except Exception:
-                    logger.exception("callback %s: %s failed", a.call_id, command)
+    def _tick(self) -> Any:
+        return cb.Tick()
 
     async def _do(self, a: _Attempt, c: cb.Command) -> None:
         sip = self.sip

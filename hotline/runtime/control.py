@@ -17,9 +17,19 @@
   idempotent, so two dispatchers for a moment do no harm. Every process writes tickets (one
   consumer group); events a dead process had read but not acknowledged are claimed by the
   others after claim_idle_s.
+- Ticket jobs (runtime/ticket_jobs.py), on the leader: the lifecycle's clock (lights, 催办,
+  督办) and the 回访 survey calls; every process settles the surveys' results it reads from the
+  event stream (with the call records, in the same consumer group).
+- Webhooks, on the leader: the units' notices (the ticket store's outbox) POSTed to their
+  webhooks (hotline/tickets/webhooks.py); the store's claims keep two deliverers apart anyway.
 - Watchdog: while leader, if calls are waiting (not for a callback's retry time) and agents
   are available but no offer was made for watchdog_s, it raises an alert (log and event),
-  once per stall.
+  once per stall. An agent whose softphone is unreachable does not count.
+- Devices, on the leader: every device_interval_s each logged-in agent's softphone is looked
+  up at Kamailio's registrar (device_probe); registered / unreachable is recorded in his queue
+  state, and dispatch passes over an unreachable one.
+- Overflow, on the leader: callers past their queue's max wait (or queued over a full queue)
+  go to the queue's overflow target: another queue, callback, voicemail (overflow_step).
 """
 
 from __future__ import annotations
@@ -29,7 +39,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,11 +52,14 @@ from hotline.runtime.callback import DIALABLE
 from hotline.runtime.legs import epoch_ms
 from hotline.runtime.lost import settle_lost_call
 from hotline.runtime.queue_log import QueueLog
+from hotline.runtime.ticket_jobs import TicketJobs
 
 logger = logging.getLogger(__name__)
 
 TICKET_GROUP = "tickets"
 QUEUE_LOG_GROUP = "queue-log"
+# Whether the softphone of an extension is registered (True/False), None: no answer.
+DeviceProbe = Callable[[str], Awaitable[bool | None]]
 
 
 class ControlBus(Protocol):
@@ -70,6 +83,13 @@ class ControlBus(Protocol):
     async def wait_events(self, last_id: str, block_ms: int) -> str: ...
 
 
+class Webhooks(Protocol):
+    """What the control plane needs of hotline.tickets.webhooks.WebhookDelivery."""
+
+    async def step(self) -> int: ...
+    async def close(self) -> None: ...
+
+
 class Lease(Protocol):
     """What the control plane needs of hotline.queue.leader.RedisLease."""
 
@@ -89,9 +109,15 @@ class ControlSettings:
     claim_idle_s: float = 30.0  # a ticket event unacknowledged this long is taken over
     watchdog_s: float = 10.0  # no offer this long with calls and agents waiting: alert
     overflow_target: str = ""  # what a caller who waited the queue's max_wait_s becomes ("callback")
+    # Per queue (name -> "queue:<name>", "callback"): where its overflowing callers go; a queue
+    # not named here uses overflow_target.
+    overflow_targets: dict[str, str] = dataclasses.field(default_factory=dict)
+    voicemail_max_s: dict[str, float] = dataclasses.field(default_factory=dict)  # per queue; none: the flow's
     reconcile_interval_s: float = 30.0  # the leader reconciles the queue with the workers' calls
     queue_log: Path | None = None  # where the queue_log lines go (None: not written)
     queue_name: str = "default"
+    webhook_interval_s: float = 1.0  # the longest the idle webhook delivery sleeps
+    device_interval_s: float = 5.0  # how often the leader probes the agents' softphones
 
 
 class Control:
@@ -104,8 +130,16 @@ class Control:
         agent_uri: Callable[[Offer], str],
         lease: Lease | None = None,
         recordings: catalog.RecordingRegistry | None = None,
+        jobs: TicketJobs | None = None,
+        webhooks: Webhooks | None = None,
+        device_probe: DeviceProbe | None = None,
     ) -> None:
         self.settings = settings
+        # Whether an agent's softphone (by extension) is registered at Kamailio: True, False, or
+        # None (no answer: Kamailio itself is down, nothing is concluded). None: not probed.
+        self.device_probe = device_probe
+        self.webhooks = webhooks  # the units' notices to their webhooks (leader only)
+        self.jobs = jobs  # the ticket clock and the 回访 calls (leader only); None: not run here
         self.recordings = recordings  # the catalogue each saved call's recording is registered in
         self.queue = queue
         self.bus = bus
@@ -131,8 +165,18 @@ class Control:
         ]
         if self.settings.queue_log is not None:
             tasks.append(asyncio.create_task(self._queue_log_loop(), name="queue-log"))
+        if self.jobs is not None:
+            js = self.jobs.settings
+            tasks.append(asyncio.create_task(self._forever(self.ticket_clock_step, js.clock_interval_s), name="clock"))
+            tasks.append(asyncio.create_task(self._forever(self.survey_step, js.survey_interval_s), name="surveys"))
+        if self.webhooks is not None:
+            every = self.settings.webhook_interval_s
+            tasks.append(asyncio.create_task(self._forever(self.webhook_step, every), name="webhooks"))
         if self.lease is not None:
             tasks.append(asyncio.create_task(self._forever(self.leadership_step, self.settings.leader_ttl_s / 3)))
+        if self.device_probe is not None:
+            every = self.settings.device_interval_s
+            tasks.append(asyncio.create_task(self._forever(self.device_step, every), name="devices"))
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -144,6 +188,8 @@ class Control:
             if self.lease is not None and self.is_leader:
                 with contextlib.suppress(Exception):
                     await self.lease.release(self.settings.consumer)
+            if self.webhooks is not None:
+                await self.webhooks.close()
 
     # ------------------------------------------------------------ leadership and watchdog
     async def leadership_step(self) -> bool:
@@ -178,7 +224,11 @@ class Control:
         if idle_s >= self.settings.watchdog_s and not self._stalled:
             self._stalled = True
             waiting = await self.queue.waiting()
-            available = [a for a in await self.queue.agents() if a.state == AgentState.AVAILABLE]
+            available = [
+                a
+                for a in await self.queue.agents()
+                if a.state == AgentState.AVAILABLE and a.device != "unreachable"  # not offered calls
+            ]
             alert = {
                 "alert": "dispatch-stalled",
                 "waiting": len(waiting),
@@ -198,6 +248,24 @@ class Control:
             )
             with contextlib.suppress(Unavailable):
                 await self.bus.publish(ev.ALERT, alert)
+        return False
+
+    async def device_step(self) -> bool:
+        """The leader probes every logged-in agent's softphone at Kamailio's registrar and records
+        what changed (registered / unreachable): an unreachable available agent is not offered
+        calls. An agent Kamailio gave no answer about keeps what he had. Returns False."""
+        if not self.is_leader or self.device_probe is None:
+            return False
+        agents = [a for a in await self.queue.agents() if a.state != AgentState.LOGGED_OUT and a.extension]
+        found = await asyncio.gather(*(self.device_probe(a.extension) for a in agents), return_exceptions=True)
+        for status, got in zip(agents, found, strict=True):
+            if isinstance(got, BaseException) or got is None:
+                continue
+            device = "registered" if got else "unreachable"
+            if device != status.device:
+                await self.queue.set_device(status.agent_id, device, epoch_ms())
+                log = logger.warning if device == "unreachable" else logger.info
+                log("agent %s: softphone %s %s", status.agent_id, status.extension, device)
         return False
 
     async def _forever(self, step: Callable[[], Any], interval: float) -> None:
@@ -246,23 +314,29 @@ class Control:
             return False
         self._last_offer = time.monotonic()
         self._stalled = False
-        try:
-            uri = self.agent_uri(offer)
-        except DomainError as exc:
-            logger.warning("offer %s: %s", offer.offer_id, exc)
-            await self.queue.offer_failed(offer.offer_id, epoch_ms(), "no-uri")
-            return True
-        data = {
-            "call_id": offer.call_id,
-            "offer_id": offer.offer_id,
-            "agent_id": offer.agent_id,
-            "agent_uri": uri,
-        }
-        if offer.callback:
-            return await self._send_callback(offer, data)
-        await self.bus.send_command(offer.worker_id, ev.CMD_OFFER, data)
-        self.offers_sent += 1
-        logger.info("offer %s: call %s -> agent %s (%s)", offer.offer_id, offer.call_id, offer.agent_id, uri)
+        # A ring_all group: each offer to the caller's worker, which rings them all at once
+        # (the first to answer wins; the queue releases the others when he is reported).
+        group = [o.offer_id for o in offer.ring]
+        for each in offer.ring or (offer,):
+            try:
+                uri = self.agent_uri(each)
+            except DomainError as exc:
+                logger.warning("offer %s: %s", each.offer_id, exc)
+                await self.queue.offer_failed(each.offer_id, epoch_ms(), "no-uri")
+                continue
+            data: dict[str, Any] = {
+                "call_id": each.call_id,
+                "offer_id": each.offer_id,
+                "agent_id": each.agent_id,
+                "agent_uri": uri,
+            }
+            if group:
+                data["group"] = group
+            if each.callback:
+                return await self._send_callback(each, data)
+            await self.bus.send_command(each.worker_id, ev.CMD_OFFER, data)
+            self.offers_sent += 1
+            logger.info("offer %s: call %s -> agent %s (%s)", each.offer_id, each.call_id, each.agent_id, uri)
         return True
 
     async def _send_callback(self, offer: Offer, data: dict[str, Any]) -> bool:
@@ -285,6 +359,24 @@ class Control:
             worker,
         )
         return True
+
+    # ------------------------------------------------------------ ticket jobs (leader only)
+    async def ticket_clock_step(self) -> bool:
+        if self.is_leader and self.jobs is not None:
+            await self.jobs.clock_step()
+        return False
+
+    async def survey_step(self) -> bool:
+        """One due 回访 attempt to a worker; True if one was sent (the loop goes on at once)."""
+        if not self.is_leader or self.jobs is None:
+            return False
+        return await self.jobs.survey_step()
+
+    async def webhook_step(self) -> bool:
+        """On the leader, one round of the units' webhook deliveries; True if it sent any."""
+        if not self.is_leader or self.webhooks is None:
+            return False
+        return await self.webhooks.step() > 0
 
     # ------------------------------------------------------------ tickets
     async def _ticket_loop(self) -> None:
@@ -341,19 +433,30 @@ class Control:
                         logger.error("call record %s refused by the store, dropped: %s", entry_id, exc)
                     else:
                         written += 1
-                        if self.recordings is not None and record.recording_path:
-                            await self._register_recording(record)
+                        if self.recordings is not None:
+                            await self._register_recording(record, data)
+            elif kind == ev.SURVEY_ENDED and self.jobs is not None:
+                try:
+                    await self.jobs.survey_ended(data)
+                except Unavailable:
+                    raise  # not acknowledged: delivered again once the store is back
+                except (DomainError, KeyError, ValueError) as exc:
+                    logger.error("survey result %s dropped: %s", entry_id, exc)
             await self.bus.ack(TICKET_GROUP, entry_id)
         self.records_written += written
         return len(entries)
 
-    async def _register_recording(self, record: CallRecord) -> None:
-        """Catalogues the call's recording (size, length, SHA-256; the file is read in a thread).
-        The call record is saved already: a store outage re-delivers the entry (both writes are
-        idempotent by call id); any other failure is logged and costs only the catalogue entry."""
-        assert self.recordings is not None and record.recording_path
+    async def _register_recording(self, record: CallRecord, data: dict[str, Any]) -> None:
+        """Catalogues the call's recording (size, length, SHA-256; the file is read in a thread)
+        and its gaps (paused, or missing and why). The call record is saved already: a store
+        outage re-delivers the entry (every write is idempotent by call id); any other failure is
+        logged and costs only the catalogue entry."""
+        assert self.recordings is not None
         try:
-            await catalog.register(self.recordings, record.call_id, Path(record.recording_path), record.started_at)
+            if record.recording_path:
+                await catalog.register(self.recordings, record.call_id, Path(record.recording_path), record.started_at)
+            if isinstance(self.recordings, catalog.GapRegistry):
+                await catalog.register_gaps(self.recordings, record.call_id, data, record.started_at)
         except Unavailable:
             raise
         except Exception:
@@ -407,23 +510,36 @@ class Control:
         return False
 
     async def overflow_step(self) -> int:
-        """Callers who waited the queue's max_wait_s go to the overflow target; returns how many
-        were sent. "callback": the caller's worker tells him he will be called back at his place
-        and hangs up (the flow requests the callback, as when he presses 1); a caller whose
-        number cannot be dialled keeps waiting. Sent again each step until it took effect (the
-        entry became a callback): the flow acts on it once."""
-        if self.settings.overflow_target != "callback":
+        """Callers who waited their queue's max_wait_s (or came to a full queue) go to its
+        overflow target; returns how many were sent. "queue:<name>": the entry moves to that
+        queue with its arrival time (queue.move_to_queue; a full one is tried again next step).
+        "callback": the caller's worker tells him he will be called back at his place and hangs
+        up (the flow requests the callback, as when he presses 1); a caller whose number cannot
+        be dialled keeps waiting. "voicemail": his worker takes him out of the queue and records
+        his message (the flow's voicemail). Sent again each step until it took effect (the entry
+        became a callback, or left the queue): the flow acts on it once."""
+        targets = self.settings.overflow_targets
+        if not self.settings.overflow_target and not any(targets.values()):
             return 0
-        sent = 0
+        sent = moved = 0
         for call in await self.queue.overflow_due(epoch_ms()):
-            if not DIALABLE.match(call.caller) or not call.worker_id:
+            target = targets.get(call.queue, self.settings.overflow_target)
+            if target.startswith("queue:"):
+                got = await self.queue.move_to_queue(call.call_id, target.removeprefix("queue:"), epoch_ms())
+                if got is not None and got > 0:
+                    logger.info("overflow: call %s moved from queue %s to %s", call.call_id, call.queue, target)
+                    moved += 1
                 continue
-            data = {"call_id": call.call_id, "target": "callback"}
+            data: dict[str, Any] = {"call_id": call.call_id, "target": target}
+            if target == "voicemail" and call.worker_id:
+                data["max_s"] = self.settings.voicemail_max_s.get(call.queue, 0.0)
+            elif target != "callback" or not DIALABLE.match(call.caller) or not call.worker_id:
+                continue
             await self.bus.send_command(call.worker_id, ev.CMD_OVERFLOW, data)
             sent += 1
         if sent:
-            logger.warning("overflow: %d callers waited the queue's max wait: offered a callback", sent)
-        return sent
+            logger.warning("overflow: %d callers sent to their queue's overflow (callback, voicemail)", sent)
+        return sent + moved
 
     async def reconcile_step(self, min_age_ms: int = 30_000) -> int:
         """Reconciles the queue with the workers' live calls; returns how many things it fixed.

@@ -1,5 +1,6 @@
-"""What the worker's calls and its callback attempts do alike with their legs: the per-leg
-recording files and their stereo merge, the reason a failed leg gives, and the queue's clock."""
+"""What the worker's calls and its outbound attempts (callbacks, surveys) do alike: the per-leg
+recording files and their stereo merge, the reason a failed leg gives, the queue's clock, and
+driving an attempt's sans-IO flow (FlowDriver)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from hotline.recordings.stereo import merge_stereo
 
@@ -61,3 +63,41 @@ async def close_stereo(sip: Recorders | None, recording: Path, call: str) -> str
     caller.unlink(missing_ok=True)
     agent.unlink(missing_ok=True)
     return str(recording)
+
+
+class FlowDriver:
+    """Feeds a sans-IO flow its events and carries out its commands, strictly in order, with a
+    timer for its next deadline (the callback and survey runners; `_do` is theirs)."""
+
+    what = "call"
+    clock: Callable[[], float]
+    spawn: Callable[[Any, str], None]
+
+    def _tick(self) -> Any:
+        raise NotImplementedError
+
+    async def _do(self, a: Any, command: Any) -> None:
+        raise NotImplementedError
+
+    def _feed(self, a: Any, event: Any) -> None:
+        try:
+            commands = a.flow.handle(event, self.clock())
+        except Exception:
+            logger.exception("%s %s: %s", self.what, a.call_id, event)
+            return
+        self.spawn(self._execute(a, commands), f"{self.what}-{a.call_id}")
+        if a.timer is not None:
+            a.timer.cancel()
+            a.timer = None
+        deadline = a.flow.next_deadline()
+        if deadline is not None:
+            delay = max(0.0, deadline - self.clock())
+            a.timer = asyncio.get_running_loop().call_later(delay + 0.001, self._feed, a, self._tick())
+
+    async def _execute(self, a: Any, commands: list[Any]) -> None:
+        async with a.lock:
+            for command in commands:
+                try:
+                    await self._do(a, command)
+                except Exception:
+                    logger.exception("%s %s: %s failed", self.what, a.call_id, command)

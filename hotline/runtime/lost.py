@@ -8,6 +8,7 @@ id before anyone noticed): whoever comes first settles it, the other finds nothi
 - Anything else (a call with an agent, a caller being offered... with a withheld number, a
   callback attempt in flight) is closed: the queue entry removed (a callback entry stays: it is
   not the attempt's to remove), the agent freed at once, the record failed ("worker died").
+- A 回访 survey attempt touches no queue: its record says survey, "worker died".
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ KEPT_REASON = "worker died while the caller waited: called back at the same plac
 
 async def settle_lost_call(queue: CallQueue, worker_id: WorkerId, call_id: CallId, info: dict[str, Any]) -> CallRecord:
     """Settles the queue side of one lost call and returns its record (not yet saved)."""
+    if info.get("survey_id"):
+        # A 回访 attempt: nobody waits in the queue; its lease in the ticket store runs out and
+        # the scheduler tries it again.
+        return lost_call_record(call_id, worker_id, info, "worker died during the survey call", Outcome.SURVEY)
     now_ms = epoch_ms()
     # A callback attempt is tracked under its own id; the queue knows it by the original.
     queue_call_id = CallId(str(info.get("queue_call_id") or call_id))

@@ -139,6 +139,8 @@ class QueueLog:
             return [_line(at, call_id, q, None, "ABANDON", 1, 1, _seconds(queued, ended))]
         if outcome == "callback_requested":
             return [_line(at, call_id, q, None, "EXITWITHKEY", 1, 1)]
+        if outcome == "voicemail":  # overflowed to voicemail: left the queue on its timeout
+            return [_line(at, call_id, q, None, "EXITWITHTIMEOUT", 1, 1, _seconds(queued, ended))]
         if outcome == "callback_failed":
             return [_line(at, data.get("related_call_id") or call_id, q, agent, "CALLBACKFAILED", data.get("reason"))]
         if outcome == "failed":

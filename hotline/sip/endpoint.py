@@ -10,8 +10,15 @@ Pitfalls handled here (PJSUA2.md, each with a regression test in tests/integrati
 - 4-call PyPI builds: refused at start unless allow_dev_build (the limit is read from pjsua2).
 - Finished Call objects are dropped inside onCallState(DISCONNECTED), never touched again, so
   a late destructor cannot hang up a new call that reused the pjsua call id.
-- Strong references to every Call, player and recorder until the leg is disconnected.
+- Strong references to every Call, player and recorder until the leg is disconnected. A
+  recorder dies with the last leg that feeds or keeps it (`keep_recorder`: a leg holding a file
+  open without feeding it, e.g. the caller's leg keeping the agent channel while agents change:
+  re-created for the next agent, the file would be truncated).
 - onCallMediaState fires again on re-INVITE: media wiring is reapplied idempotently.
+- Who hears whom is a set of directed links between legs (caller -> agent, supervisor ->
+  agent, ...), kept here and (re)applied to the conference bridge whenever a leg's media comes
+  or goes: a link may be asked for before the leg it names has answered (call controls,
+  hotline.runtime.call_controls, rely on this). The bridge mixes every source linked to a sink.
 - Shutdown with live calls: hangupAllCalls, pump until torn down, then libDestroy; no post into
   a closed loop.
 - Headless: setNullDev (setNoDev connects calls but moves no audio).
@@ -69,7 +76,7 @@ def user_part(uri: str) -> str:
 class _Leg:
     """pj-thread state of one leg. Only the pj thread touches it."""
 
-    __slots__ = ("bridged_to", "call", "leg_id", "media", "player", "recorders", "want_player")
+    __slots__ = ("call", "kept", "leg_id", "media", "player", "player_recorders", "recorders", "want_player")
 
     def __init__(self, leg_id: str, call: Any) -> None:
         self.leg_id = leg_id
@@ -78,7 +85,8 @@ class _Leg:
         self.player: Any = None  # pj.AudioMediaPlayer feeding this leg
         self.want_player = False
         self.recorders: dict[str, Any] = {}  # path -> pj.AudioMediaRecorder fed by this leg
-        self.bridged_to: str | None = None
+        self.kept: dict[str, Any] = {}  # path -> a recorder this leg keeps alive without feeding it
+        self.player_recorders: tuple[str, ...] = ()  # recorder paths the player also feeds (hold music)
 
 
 class SipEndpoint:
@@ -104,6 +112,8 @@ class SipEndpoint:
         self._legs: dict[str, _Leg] = {}
         self._ids = itertools.count(1)
         self._closed = False
+        self._muted: set[str] = set()  # recorder paths paused (pj thread only)
+        self._links: set[tuple[str, str]] = set()  # (source leg, sink leg): who hears whom (pj thread only)
         # pj objects (pj thread only)
         self._pj: Any = None
         self._ep: Any = None
@@ -179,6 +189,18 @@ class SipEndpoint:
     async def stop_record(self, wav_path: str) -> None:
         await self.call(lambda: self._stop_record(wav_path))
 
+    async def keep_recorder(self, leg_id: str, wav_path: str) -> bool:
+        """The leg keeps the recorder of wav_path alive (without feeding it) until the leg ends
+        or stop_record: the file survives the legs that feed it coming and going. False if no
+        such recorder runs."""
+        return await self.call(lambda: self._keep_recorder(leg_id, wav_path))
+
+    async def mute_record(self, wav_path: str, muted: bool) -> None:
+        """Pauses (muted) or resumes a recorder. A muted recorder goes on writing, silence (the
+        bridge sends it level 0: adjustRxLevel), so the file stays aligned with the call; a
+        recorder created for a muted path starts muted."""
+        await self.call(lambda: self._mute_record(wav_path, muted))
+
     async def dial(self, uri: str, leg_id: str, headers: dict[str, str] | None = None) -> None:
         """Places an outgoing call as leg `leg_id` (chosen by the caller, so that it can map
         the leg before any event about it arrives)."""
@@ -187,7 +209,21 @@ class SipEndpoint:
     async def bridge(self, leg_a: str, leg_b: str) -> None:
         await self.call(lambda: self._bridge(leg_a, leg_b))
 
+    async def relink(
+        self, add: frozenset[tuple[str, str]] = frozenset(), remove: frozenset[tuple[str, str]] = frozenset()
+    ) -> None:
+        """Changes who hears whom, in one step on the pj thread: each (source, sink) pair sends
+        the source leg's audio to the sink leg. Links are remembered: one naming a leg whose
+        media is not up yet takes effect when it is; a leg's links go when it ends."""
+        await self.call(lambda: self._relink(add, remove))
+
+    async def play_hold(self, leg_id: str, wav_path: str, recorder_path: str | None = None) -> None:
+        """Loops wav_path to the leg (hold music) and, if given, into that recorder as well: the
+        call recording's channel of what the caller hears keeps going through the hold."""
+        await self.call(lambda: self._play_hold(leg_id, wav_path, recorder_path))
+
     async def send_dtmf(self, leg_id: str, digits: str) -> None:
+        """Sends digits to the leg's remote party as RFC 4733 telephone-events."""
         await self.call(lambda: self._leg(leg_id).call.dialDtmf(digits))
 
     # ----------------------------------------------------------------- pj thread
@@ -289,6 +325,7 @@ class SipEndpoint:
         except Exception:
             logger.exception("hanging up calls at shutdown")
         self._legs.clear()
+        self._links.clear()
         # fail commands still queued
         while True:
             try:
@@ -417,13 +454,17 @@ class SipEndpoint:
             return
         if leg.player is not None and leg.want_player:
             leg.player.startTransmit(leg.media)
+            for path in leg.player_recorders:
+                recorder = self._find_recorder(path)
+                if recorder is not None:
+                    leg.player.startTransmit(recorder)
         for recorder in leg.recorders.values():
             leg.media.startTransmit(recorder)
-        if leg.bridged_to is not None:
-            other = self._legs.get(leg.bridged_to)
-            if other is not None and other.media is not None:
-                leg.media.startTransmit(other.media)
-                other.media.startTransmit(leg.media)
+        for source, sink in self._links:
+            if leg.leg_id in (source, sink):
+                src, dst = self._legs.get(source), self._legs.get(sink)
+                if src is not None and dst is not None and src.media is not None and dst.media is not None:
+                    src.media.startTransmit(dst.media)
 
     def _play(self, leg_id: str, wav_path: str, loop: bool) -> None:
         pj = self._pj
@@ -435,6 +476,12 @@ class SipEndpoint:
         leg.want_player = True
         self._wire(leg)
 
+    def _play_hold(self, leg_id: str, wav_path: str, recorder_path: str | None) -> None:
+        self._play(leg_id, wav_path, True)
+        leg = self._leg(leg_id)
+        leg.player_recorders = (recorder_path,) if recorder_path else ()
+        self._wire(leg)
+
     def _stop_play(self, leg_id: str) -> None:
         leg = self._legs.get(leg_id)
         if leg is None or leg.player is None:
@@ -442,6 +489,12 @@ class SipEndpoint:
         if leg.media is not None:
             with contextlib.suppress(Exception):
                 leg.player.stopTransmit(leg.media)
+        for path in leg.player_recorders:
+            recorder = self._find_recorder(path)
+            if recorder is not None:
+                with contextlib.suppress(Exception):
+                    leg.player.stopTransmit(recorder)
+        leg.player_recorders = ()
         leg.want_player = False
         leg.player = None  # last reference: pjsua_player_destroy, on this thread
 
@@ -451,27 +504,73 @@ class SipEndpoint:
         if recorder is None:
             recorder = self._pj.AudioMediaRecorder()
             recorder.createRecorder(wav_path)
+            if wav_path in self._muted:
+                recorder.adjustRxLevel(0.0)
         leg.recorders[wav_path] = recorder
         self._wire(leg)
 
     def _find_recorder(self, wav_path: str) -> Any:
         for leg in self._legs.values():
-            if wav_path in leg.recorders:
-                return leg.recorders[wav_path]
+            recorder = leg.recorders.get(wav_path) or leg.kept.get(wav_path)
+            if recorder is not None:
+                return recorder
         return None
 
+    def _keep_recorder(self, leg_id: str, wav_path: str) -> bool:
+        recorder = self._find_recorder(wav_path)
+        if recorder is None:
+            return False
+        self._leg(leg_id).kept[wav_path] = recorder
+        return True
+
+    def _mute_record(self, wav_path: str, muted: bool) -> None:
+        if muted:
+            self._muted.add(wav_path)
+        else:
+            self._muted.discard(wav_path)
+        recorder = self._find_recorder(wav_path)
+        if recorder is not None:
+            recorder.adjustRxLevel(0.0 if muted else 1.0)
+
     def _stop_record(self, wav_path: str) -> None:
+        self._muted.discard(wav_path)
+        found: Any = None
         for leg in self._legs.values():
             recorder = leg.recorders.pop(wav_path, None)
-            if recorder is not None and leg.media is not None:
-                with contextlib.suppress(Exception):
-                    leg.media.stopTransmit(recorder)
+            if recorder is not None:
+                found = recorder
+                if leg.media is not None:
+                    with contextlib.suppress(Exception):
+                        leg.media.stopTransmit(recorder)
+            kept = leg.kept.pop(wav_path, None)
+            if kept is not None:
+                found = kept
+        for leg in self._legs.values():
+            if wav_path in leg.player_recorders:
+                if leg.player is not None and found is not None:
+                    with contextlib.suppress(Exception):
+                        leg.player.stopTransmit(found)
+                leg.player_recorders = tuple(p for p in leg.player_recorders if p != wav_path)
+        # the last references go with this frame: pjsua_recorder_destroy, on this thread
 
     def _bridge(self, leg_a: str, leg_b: str) -> None:
-        a, b = self._leg(leg_a), self._leg(leg_b)
-        a.bridged_to = leg_b
-        b.bridged_to = leg_a
-        self._wire(a)
+        for leg_id in (leg_a, leg_b):
+            self._leg(leg_id)  # KeyError unless both exist
+        self._relink(frozenset({(leg_a, leg_b), (leg_b, leg_a)}), frozenset())
+
+    def _relink(self, add: frozenset[tuple[str, str]], remove: frozenset[tuple[str, str]]) -> None:
+        for source, sink in remove - add:
+            self._links.discard((source, sink))
+            src, dst = self._legs.get(source), self._legs.get(sink)
+            if src is not None and dst is not None and src.media is not None and dst.media is not None:
+                with contextlib.suppress(Exception):
+                    src.media.stopTransmit(dst.media)
+        for link in add:
+            self._links.add(link)
+        for leg_id in {leg for link in add for leg in link}:
+            leg = self._legs.get(leg_id)
+            if leg is not None:
+                self._wire(leg)
 
     # --- state
     def _state_changed(self, call: Any) -> None:
@@ -499,12 +598,11 @@ class SipEndpoint:
         """Drops every pj object of a finished leg (on the pj thread)."""
         leg.want_player = False
         leg.player = None
-        if leg.bridged_to is not None:
-            other = self._legs.get(leg.bridged_to)
-            if other is not None:
-                other.bridged_to = None
-        # A shared recorder stays alive while another leg still feeds it.
+        leg.player_recorders = ()
+        self._links = {link for link in self._links if leg.leg_id not in link}
+        # A shared recorder stays alive while another leg still feeds or keeps it.
         leg.recorders.clear()
+        leg.kept.clear()
         leg.media = None
         leg.call = None
 

@@ -291,8 +291,21 @@ def _error_lines(output: str, limit: int = 12) -> str:
     return "\n".join(errors)
 
 
-def options_ping(host: str, port: int, timeout_s: float = 1.0) -> int | None:
-    """Sends one SIP OPTIONS over UDP and returns the status code of the reply, or None."""
+def registration_probe(host: str, port: int, extension: str, timeout_s: float = 1.0) -> bool | None:
+    """Whether `extension`'s softphone is registered at Kamailio (host:port, its registrar):
+    an OPTIONS with X-Hotline-Probe, which the configuration answers from usrloc (route[PROBE],
+    sent from this host). None: Kamailio did not answer."""
+    if not extension or not all(ch.isalnum() or ch in "-_.+" for ch in extension):
+        raise ValueError(f"not a plain SIP user: {extension!r}")
+    status = options_ping(host, port, timeout_s, user=extension, headers=("X-Hotline-Probe: registration",))
+    return None if status is None else status == 200
+
+
+def options_ping(
+    host: str, port: int, timeout_s: float = 1.0, user: str = "", headers: tuple[str, ...] = ()
+) -> int | None:
+    """Sends one SIP OPTIONS over UDP (to sip:[user@]host:port, with any extra header lines) and
+    returns the status code of the reply, or None."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.bind((host, 0))
@@ -300,16 +313,16 @@ def options_ping(host: str, port: int, timeout_s: float = 1.0) -> int | None:
         uri_host = _uri_host(host)
         branch = "z9hG4bK" + secrets.token_hex(8)
         call_id = secrets.token_hex(12) + "@hotline"
+        target = f"{user}@{uri_host}:{port}" if user else f"{uri_host}:{port}"
         request = (
-            f"OPTIONS sip:{uri_host}:{port} SIP/2.0\r\n"
+            f"OPTIONS sip:{target} SIP/2.0\r\n"
             f"Via: SIP/2.0/UDP {uri_host}:{local_port};branch={branch};rport\r\n"
             "Max-Forwards: 70\r\n"
             f"From: <sip:ping@{uri_host}:{local_port}>;tag={secrets.token_hex(4)}\r\n"
-            f"To: <sip:{uri_host}:{port}>\r\n"
+            f"To: <sip:{target}>\r\n"
             f"Call-ID: {call_id}\r\n"
             "CSeq: 1 OPTIONS\r\n"
-            "User-Agent: hotline-ping\r\n"
-            "Content-Length: 0\r\n\r\n"
+            "User-Agent: hotline-ping\r\n" + "".join(f"{line}\r\n" for line in headers) + "Content-Length: 0\r\n\r\n"
         ).encode("ascii")
         deadline = time.monotonic() + timeout_s
         sock.sendto(request, (host, port))

@@ -125,6 +125,18 @@ class TestCommands:
         assert await bus.read_commands(W1, a) == [got[1]]
         assert [e[2]["call_id"] for e in await bus.read_commands(W2, "0")] == ["c9"]
 
+    async def test_a_reader_of_new_commands_misses_none_between_its_reads(self, bus: RedisEventBus) -> None:
+        """The worker starts from newest_command_id, not "$" on every read: a command sent
+        while it was not blocked in a read (here: between two reads) is still read."""
+        assert await bus.newest_command_id(W1) == "0-0"
+        old = await bus.send_command(W1, events.CMD_HANGUP, {"call_id": "c0"})
+        start = await bus.newest_command_id(W1)
+        assert start == old
+        assert await bus.read_commands(W1, start, block_ms=50) == []  # a read that timed out
+        sent = await bus.send_command(W1, events.CMD_HANGUP, {"call_id": "c1"})  # between reads
+        assert await bus.read_commands(W1, "$", block_ms=50) == []  # what "$" would have lost
+        assert await bus.read_commands(W1, start, block_ms=50) == [(sent, "hangup", {"call_id": "c1"})]
+
     async def test_malformed_commands_are_deleted_and_skipped(
         self, bus: RedisEventBus, client: redis.asyncio.Redis
     ) -> None:

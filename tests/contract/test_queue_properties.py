@@ -8,7 +8,10 @@ every agent.state event the scripts published must be the model's Changed, and t
 invariants must hold: no agent holds two offers or calls, no call is offered to two agents, no
 entry is lost or duplicated, the waiting calls are ordered by priority and by arrival within a
 priority; and after a dispatch that made no offer, no available agent is eligible for a waiting
-call whose turn has come.
+call whose turn has come. With several queues sharing the agents ("two-queues" configs), calls
+go to random queues, a full queue overflows to the other, calls move between them
+(move_to_queue), and routing.choose_across is the model: the same invariants hold over all
+queues together, and arrival order within a priority holds within each queue.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import hypothesis.strategies as st
 import pytest
@@ -74,6 +77,7 @@ class ModelEntry:
     callback: bool = False
     not_before: int | None = None  # a callback's retry time
     callback_attempts: int = 0
+    queue: str = keys.DEFAULT_QUEUE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,9 +90,10 @@ class ModelOffer:
 class Model:
     """What the queue must do: calls in plain Python, agents as AgentMachines."""
 
-    def __init__(self, policy: ag.AgentPolicy, acd: AcdPolicy) -> None:
+    def __init__(self, policy: ag.AgentPolicy, acd: AcdPolicy, others: dict[str, AcdPolicy] | None = None) -> None:
         self.policy = policy
         self.acd = acd
+        self.acds = {keys.DEFAULT_QUEUE: acd, **(others or {})}
         self.skills: dict[AgentId, dict[str, int]] = {}  # as given at the last login
         self.last_offered: AgentId | None = None
         self.entries: dict[CallId, ModelEntry] = {}
@@ -100,16 +105,43 @@ class Model:
         self.published: list[dict[str, Any]] = []  # Changed not yet seen on the stream
         self.handle: tuple[int | None, int] = (None, 0)
 
-    def waiting(self) -> list[CallId]:
-        waiting = [c for c, e in self.entries.items() if e.offer is None]
+    def waiting(self, queue: str | None = None) -> list[CallId]:
+        """Waiting calls of `queue` (None: of all queues), in dispatch order."""
+        waiting = [c for c, e in self.entries.items() if e.offer is None and queue in (None, e.queue)]
         return sorted(waiting, key=lambda c: (-self.entries[c].priority, self.entries[c].arrival, c))
+
+    def length(self, queue: str) -> int:
+        return sum(1 for e in self.entries.values() if e.queue == queue)
+
+    def queue_taking(self, queue: str) -> str | None:
+        """The queue an enqueue to `queue` lands in (overflow while full), None: QUEUE_FULL."""
+        seen: set[str] = set()
+        while True:
+            acd = self.acds[queue]
+            if acd.max_length is None or self.length(queue) < acd.max_length:
+                return queue
+            seen.add(queue)
+            target = acd.overflow_target.removeprefix("queue:")
+            if acd.overflow_target.startswith("queue:") and target not in seen:
+                queue = target
+            elif acd.overflow_target:
+                return queue  # queued all the same, overflow_now
+            else:
+                return None
 
     def available(self) -> list[AgentId]:
         return sorted(self.idle, key=lambda a: (self.idle[a], a))
 
     def routing_calls(self) -> list[routing.Waiting]:
         return [
-            routing.Waiting(c, self.entries[c].arrival, self.entries[c].skills, self.entries[c].not_before or 0)
+            routing.Waiting(
+                c,
+                self.entries[c].arrival,
+                self.entries[c].skills,
+                self.entries[c].not_before or 0,
+                self.entries[c].queue,
+                int(self.entries[c].priority),
+            )
             for c in self.waiting()
         ]
 
@@ -122,34 +154,43 @@ class Model:
         return result
 
     def choose(self, now: int) -> tuple[CallId, AgentId] | None:
-        """Where the next offer goes (routing.choose, the rules dispatch.lua carries out)."""
-        picked = routing.choose(
-            self.routing_calls(),
-            self.routing_agents(),
-            strategy=self.acd.strategy,
-            required=self.acd.required_skills,
-            steps=routing.steps_ms(self.acd.skill_steps),
-            now_ms=now,
-            last_offered=self.last_offered,
-        )
+        """Where the next offer goes (routing.choose_across, the rules dispatch.lua carries out)."""
+        if len(self.acds) == 1:
+            picked = routing.choose(
+                self.routing_calls(),
+                self.routing_agents(),
+                strategy=self.acd.strategy,
+                required=self.acd.required_skills,
+                steps=routing.steps_ms(self.acd.skill_steps),
+                now_ms=now,
+                last_offered=self.last_offered,
+            )
+        else:
+            rules = {
+                name: routing.QueueRules(acd.strategy, acd.required_skills, routing.steps_ms(acd.skill_steps))
+                for name, acd in self.acds.items()
+            }
+            picked = routing.choose_across(
+                routing.dispatch_order(self.routing_calls()), self.routing_agents(), rules, now, self.last_offered
+            )
         return None if picked is None else (CallId(picked[0].call_id), AgentId(picked[1].agent_id))
 
     def servable_pairs(self, now: int) -> list[tuple[CallId, AgentId]]:
         """Every (waiting call whose turn has come, available agent eligible for it) pair."""
-        steps = routing.steps_ms(self.acd.skill_steps)
         pairs = []
         for call in self.waiting():
             entry = self.entries[call]
             if (entry.not_before or 0) > now:
                 continue
-            needed = set(self.acd.required_skills) | set(entry.skills)
-            level = routing.min_level(steps, now - entry.arrival)
+            acd = self.acds[entry.queue]
+            needed = set(acd.required_skills) | set(entry.skills)
+            level = routing.min_level(routing.steps_ms(acd.skill_steps), now - entry.arrival)
             pairs += [(call, a) for a in self.idle if routing.eligible(self.skills[a], needed, level)]
         return pairs
 
     def status(self, agent: AgentId) -> Any:
         """The agent's status as the queue must report it: his machine's, with his skills."""
-        return dataclasses.replace(self.machines[agent].status(), skills=self.skills[agent])
+        return dataclasses.replace(self.machines[agent].status(), skills=self.skills[agent], extension=f"ext-{agent}")
 
     def apply(self, agent: AgentId, event: ag.Event, now: int) -> None:
         """Feeds the agent's machine and carries out its commands on the model."""
@@ -185,6 +226,7 @@ class QueueMachine(RuleBasedStateMachine):
     loop: asyncio.AbstractEventLoop  # one per test, owned (and closed) by the test function
     policy: ag.AgentPolicy
     acd: dict[str, Any]  # the routing part of the queue's AcdPolicy
+    others: ClassVar[dict[str, dict[str, Any]]] = {}  # other queues sharing the agents: name -> the same
 
     def __init__(self, url: str) -> None:
         super().__init__()
@@ -193,8 +235,10 @@ class QueueMachine(RuleBasedStateMachine):
         sync.close()
         self.client = redis.asyncio.Redis.from_url(url)
         acd = AcdPolicy(agent=self.policy, handle_samples=SAMPLES, **self.acd)
-        self.queue = RedisCallQueue(self.client, policy=acd)
-        self.model = Model(self.policy, acd)
+        others = {name: AcdPolicy(agent=self.policy, **config) for name, config in self.others.items()}
+        self.queue = RedisCallQueue(self.client, policy=acd, queues=others)
+        self.model = Model(self.policy, acd, others)
+        self.queue_names = list(self.model.acds)
         self.now = 1_000
         self.seen_offers: list[OfferId] = []
         self.callback_offers: list[OfferId] = []  # offers ever made of callback entries
@@ -238,20 +282,43 @@ class QueueMachine(RuleBasedStateMachine):
         offset=st.integers(-30, 30),
         priority=st.sampled_from(list(Priority)),
         skills=CALL_SKILLS,
+        pick=st.integers(0, 10),
     )
-    def enqueue(self, call: CallId, offset: int, priority: Priority, skills: tuple[str, ...]) -> None:
+    def enqueue(self, call: CallId, offset: int, priority: Priority, skills: tuple[str, ...], pick: int = 0) -> None:
         arrival = max(0, self.now + offset)  # late-reported and equal arrivals happen
-        got = self.run(self.queue.enqueue(call, W, "138", arrival, priority, skills))
+        queue = self.queue_names[pick % len(self.queue_names)]
+        got = self.run(self.queue.enqueue(call, W, "138", arrival, priority, skills, queue=queue))
         m = self.model
         if call in m.oncall or (call in m.entries and m.entries[call].offer is not None):
             assert got == 0
             return
         if call not in m.entries:
-            if m.acd.max_length is not None and len(m.entries) >= m.acd.max_length:
+            taking = m.queue_taking(queue)
+            if taking is None:
                 assert got == QUEUE_FULL
                 return
-            m.entries[call] = ModelEntry(arrival, priority, skills=skills)
-        assert got == m.waiting().index(call) + 1
+            m.entries[call] = ModelEntry(arrival, priority, skills=skills, queue=taking)
+        assert got == m.waiting(m.entries[call].queue).index(call) + 1
+
+    @precondition(lambda self: len(self.queue_names) > 1)
+    @rule(call=st.sampled_from(CALLS), pick=st.integers(0, 10), dt=DT)
+    def move_to_queue(self, call: CallId, pick: int, dt: int) -> None:
+        self.advance(dt)
+        queue = self.queue_names[pick % len(self.queue_names)]
+        got = self.run(self.queue.move_to_queue(call, queue, self.now))
+        m = self.model
+        entry = m.entries.get(call)
+        if entry is None:
+            assert got is None
+        elif entry.offer is not None or entry.callback:
+            assert got == 0
+        elif entry.queue == queue:
+            assert got == m.waiting(queue).index(call) + 1
+        elif m.acds[queue].max_length is not None and m.length(queue) >= m.acds[queue].max_length:
+            assert got == QUEUE_FULL
+        else:
+            entry.queue = queue
+            assert got == m.waiting(queue).index(call) + 1
 
     @rule(call=st.sampled_from(CALLS), level=st.sampled_from(list(Priority)))
     def set_priority(self, call: CallId, level: Priority) -> None:
@@ -482,10 +549,14 @@ class QueueMachine(RuleBasedStateMachine):
         offered = self.run(self.queue.offered())
         statuses = {s.agent_id: s for s in self.run(self.queue.agents())}
 
-        # priority first, FIFO by arrival within a priority, positions 1..n, no duplicates
+        # priority first, FIFO by arrival within a priority, positions 1..n in each queue, no
+        # duplicates; every call in the queue the model says
         keys_ = [(-w.priority, w.arrival_ms, w.call_id) for w in waiting]
         assert keys_ == sorted(keys_)
-        assert [w.position for w in waiting] == list(range(1, len(waiting) + 1))
+        for name in self.queue_names:
+            own = [w for w in waiting if w.queue == name]
+            assert [w.position for w in own] == list(range(1, len(own) + 1))
+            assert [w.call_id for w in own] == m.waiting(name)
         assert [w.call_id for w in waiting] == m.waiting()
         assert [w.priority for w in waiting] == [m.entries[c].priority for c in m.waiting()]
         assert [(w.skills, w.callback, w.retry_at_ms) for w in waiting] == [
@@ -518,7 +589,7 @@ class QueueMachine(RuleBasedStateMachine):
             position = self.run(self.queue.position(call))
             if call in m.entries:
                 entry = m.entries[call]
-                assert position == (0 if entry.offer else m.waiting().index(call) + 1)
+                assert position == (0 if entry.offer else m.waiting(entry.queue).index(call) + 1)
             else:
                 assert position is None
 
@@ -568,6 +639,35 @@ CONFIGS: dict[str, tuple[ag.AgentPolicy, dict[str, Any], int]] = {
         50,
     ),
 }
+# Several queues sharing the agents: (agent policy, first queue, the others, examples). The
+# first overflows into "en" when full, "en" into the first (a cycle: both full is QUEUE_FULL).
+MULTI: dict[str, tuple[ag.AgentPolicy, dict[str, Any], dict[str, dict[str, Any]], int]] = {
+    "two-queues-longest-idle-and-skills": (
+        WRAP,
+        {"max_length": 2, "overflow_target": "queue:en"},
+        {
+            "en": {
+                "required_skills": ("en",),
+                "skill_steps": ((0, 2), (0.05, 1)),
+                "max_length": 3,
+                "overflow_target": "queue:default",
+            }
+        },
+        100,
+    ),
+    "two-queues-round-robin-and-fewest-calls": (
+        NO_WRAP,
+        {"strategy": "round_robin", "required_skills": ("zh",), "max_length": 3, "overflow_target": "callback"},
+        {
+            "complaint": {
+                "strategy": "fewest_calls",
+                "required_skills": ("complaint",),
+                "skill_steps": ((0, 1), (0.08, 0)),
+            }
+        },
+        60,
+    ),
+}
 
 
 # Passing takes seconds; a failure is shrunk for minutes (each step is a dozen Redis round
@@ -582,6 +682,26 @@ def test_random_interleavings_keep_the_queue_consistent(
             super().__init__(redis_url)
 
     OnThisServer.policy, OnThisServer.acd, examples = config
+    OnThisServer.loop = asyncio.new_event_loop()
+    try:
+        run_state_machine_as_test(
+            OnThisServer,
+            settings=settings(max_examples=examples, stateful_step_count=50, deadline=None),
+        )
+    finally:
+        OnThisServer.loop.close()
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("config", list(MULTI.values()), ids=list(MULTI))
+def test_random_interleavings_over_several_queues_keep_them_consistent(
+    redis_url: str, config: tuple[ag.AgentPolicy, dict[str, Any], dict[str, dict[str, Any]], int]
+) -> None:
+    class OnThisServer(QueueMachine):
+        def __init__(self) -> None:
+            super().__init__(redis_url)
+
+    OnThisServer.policy, OnThisServer.acd, OnThisServer.others, examples = config
     OnThisServer.loop = asyncio.new_event_loop()
     try:
         run_state_machine_as_test(

@@ -68,9 +68,8 @@ class TestPolicy:
         assert policy.max_wait_ms == 90_000
         hash(policy)
 
-    def test_ring_all_is_refused_with_the_reason(self) -> None:
-        with pytest.raises(InvalidRequest, match="one agent at a time"):
-            AcdPolicy(strategy="ring_all")  # type: ignore[arg-type]
+    def test_ring_all_is_a_strategy(self) -> None:
+        assert AcdPolicy(strategy="ring_all").strategy is Strategy.RING_ALL  # type: ignore[arg-type]
 
     @pytest.mark.parametrize(
         "bad",
@@ -485,7 +484,15 @@ async def _play(client: redis.asyncio.Redis, sc: Scenario) -> None:
             continue
         assert offer is not None
         assert (offer.call_id, offer.agent_id) == (expected[0].call_id, expected[1].agent_id)
-        del waiting[offer.call_id], candidates[offer.agent_id]
+        group = offer.ring or (offer,)
+        if sc.strategy is Strategy.RING_ALL:  # every eligible available agent rings, each reserved
+            needed = sorted(set(sc.required) | set(waiting[offer.call_id][2]))
+            level = routing.min_level(steps, now - waiting[offer.call_id][1])
+            ring = routing.ring_group(list(candidates.values()), needed, level)
+            assert [o.agent_id for o in group] == [a.agent_id for a in ring]
+        del waiting[offer.call_id]
+        for each in group:
+            del candidates[each.agent_id]
         last_offered = offer.agent_id
 
 

@@ -132,7 +132,7 @@ def test_overflow_to_callback_tells_the_caller_and_keeps_the_entry() -> None:
     flow, _ = make(DEFAULT)
     assert flow.handle(fl.Overflow("callback"), 3.0) == []  # the greeting is never cut
     flow.handle(fl.Tick(), 7.5)  # greeting over, hold music
-    assert flow.handle(fl.Overflow("voicemail"), 60.0) == []  # not a target the flow carries out
+    assert flow.handle(fl.Overflow("fax"), 60.0) == []  # not a target the flow carries out
     out = flow.handle(fl.Overflow("callback"), 60.0)
     assert out == [fl.StopPlay(), fl.PlaySequence(("callback_overflow",)), fl.RequestCallback()]
     assert flow.handle(fl.Overflow("callback"), 61.0) == []  # sent again before it took effect: once

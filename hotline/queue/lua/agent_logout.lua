@@ -17,8 +17,7 @@ end
 if agent.state == 'reserved' and agent.offer_id then
   local offer = get_json(K_OFFERS, agent.offer_id)
   if offer then
-    drop_offer(offer)
-    requeue(offer.call_id, AGENT_LOGGED_OUT)
+    release_offer(offer, AGENT_LOGGED_OUT)
   end
 end
 move(agent, 'logout', 'logged_out', now, ARGV[3], ARGV[4])

@@ -1,9 +1,11 @@
 -- Prepended to every ACD script, after the prelude acd.py generates (TRANSITIONS from
--- agent_state.py, the policy, BAND_KEYS/PRIORITIES, names of events and reasons).
+-- agent_state.py, the policy, QUEUES/QUEUE_ORDER/PRIORITIES, names of events and reasons).
 -- Rules kept by every script:
---  * an entry (call) is in exactly one place: waiting (in the ZSET of its priority, state
---    "waiting"), offered (state "offered", one offer, one RESERVED agent), or answered (only in
---    oncall);
+--  * an entry (call) is in exactly one place: waiting (in the ZSET of its queue and priority,
+--    state "waiting"), offered (state "offered", one offer and one RESERVED agent, or for a
+--    ring_all queue a group of offers, entry.group, each with its own RESERVED agent), or
+--    answered (only in oncall); an offered entry goes back to its place only when no offer of
+--    its group is live any more, and the first to answer takes it (the others are released);
 --  * an entry keeps its original arrival score, so a failed offer puts it back where it was and
 --    a raised priority keeps its arrival order within the new priority;
 --  * an agent holds at most one offer or call, is in the available ZSET iff AVAILABLE and in the
@@ -30,8 +32,36 @@ end
 
 -- --- queue entries ---------------------------------------------------------------------
 
+-- The entry's queue: an entry written before there were several queues (no queue field), or
+-- of a queue no longer configured, belongs to the first queue.
+local function queue_of(entry)
+  return QUEUES[entry.queue or FIRST_QUEUE] or QUEUES[FIRST_QUEUE]
+end
+
 local function band_of(entry)
-  return BAND_KEYS[entry.priority or 0] or K_WAITING
+  local bands = queue_of(entry).bands
+  return bands[entry.priority or 0] or bands[0]
+end
+
+-- How many calls queue q holds: waiting (callbacks too) and offered.
+local function queue_length(q)
+  local n = 0
+  for _, priority in ipairs(PRIORITIES) do
+    n = n + redis.call('ZCARD', q.bands[priority])
+  end
+  local seen = {} -- a ring_all group's offers are one call
+  for _, raw in ipairs(redis.call('HVALS', K_OFFERS)) do
+    local offer = cjson.decode(raw)
+    if (QUEUES[offer.queue or FIRST_QUEUE] or QUEUES[FIRST_QUEUE]) == q and not seen[offer.call_id] then
+      seen[offer.call_id] = true
+      n = n + 1
+    end
+  end
+  return n
+end
+
+local function queue_full(q)
+  return q.max_length > 0 and queue_length(q) >= q.max_length
 end
 
 -- The waiting entry takes its place in the line of its priority (by arrival, then call id).
@@ -40,12 +70,15 @@ local function line_up(entry)
 end
 
 local function leave_lines(call_id)
-  for _, priority in ipairs(PRIORITIES) do
-    redis.call('ZREM', BAND_KEYS[priority], call_id)
+  for _, name in ipairs(QUEUE_ORDER) do
+    for _, priority in ipairs(PRIORITIES) do
+      redis.call('ZREM', QUEUES[name].bands[priority], call_id)
+    end
   end
 end
 
--- 1-based position of a waiting call among all priorities, 0 while offered, nil if absent.
+-- 1-based position of a waiting call among all priorities of its queue, 0 while offered, nil
+-- if absent.
 local function position(call_id)
   local entry = get_json(K_CALLS, call_id)
   if entry == nil then
@@ -57,7 +90,7 @@ local function position(call_id)
   local ahead = 0
   local own = band_of(entry)
   for _, priority in ipairs(PRIORITIES) do
-    local key = BAND_KEYS[priority]
+    local key = queue_of(entry).bands[priority]
     if key == own then
       local rank = redis.call('ZRANK', key, call_id)
       if not rank then
@@ -84,9 +117,43 @@ local function requeue(call_id, reason)
   entry.state = 'waiting'
   entry.offer_id = nil
   entry.agent_id = nil
+  entry.group = nil
   entry.last_failure = reason
   put_json(K_CALLS, call_id, entry)
   line_up(entry)
+end
+
+-- The live offers of an offered entry: its ring_all group, or its one offer.
+local function offers_of(entry)
+  if entry.group then
+    return entry.group
+  end
+  return entry.offer_id and { entry.offer_id } or {}
+end
+
+-- One offer of the entry is over (failed, expired, its agent logged out): the entry goes back
+-- to its place once no offer of its group is live any more.
+local function release_offer(offer, reason)
+  drop_offer(offer)
+  local entry = get_json(K_CALLS, offer.call_id)
+  if entry and entry.group and entry.state == 'offered' then
+    local left = {}
+    for _, offer_id in ipairs(entry.group) do
+      if offer_id ~= offer.offer_id and redis.call('HEXISTS', K_OFFERS, offer_id) == 1 then
+        left[#left + 1] = offer_id
+      end
+    end
+    if #left > 0 then
+      entry.group = left
+      if entry.offer_id == offer.offer_id then
+        entry.offer_id = left[1]
+        entry.agent_id = get_json(K_OFFERS, left[1]).agent_id
+      end
+      put_json(K_CALLS, entry.call_id, entry)
+      return
+    end
+  end
+  requeue(offer.call_id, reason)
 end
 
 -- --- agents ------------------------------------------------------------------------------
@@ -118,6 +185,7 @@ local function move(agent, event, to, since, by, reason, cause)
   end
   if to == 'available' or to == 'paused' or to == 'logged_out' then
     agent.call_id = nil
+    agent.call_queue = nil
   end
   agent.state = to
   agent.since_ms = since
@@ -169,15 +237,17 @@ end
 -- The offered entry's offer is withdrawn (its caller left, or asked for a callback): the agent
 -- gets back exactly the state he had before it (same since and idle-since), keeping his turn.
 local function withdraw_offer(entry, reason)
-  if entry.state ~= 'offered' or not entry.offer_id then
+  if entry.state ~= 'offered' then
     return
   end
-  local offer = get_json(K_OFFERS, entry.offer_id)
-  if offer then
-    drop_offer(offer)
-    local agent = get_json(K_AGENTS, offer.agent_id)
-    if holds(agent, offer) then
-      move(agent, 'offer_withdrawn', 'available', agent.prev_since_ms or agent.idle_since_ms, 'system', reason)
+  for _, offer_id in ipairs(offers_of(entry)) do
+    local offer = get_json(K_OFFERS, offer_id)
+    if offer then
+      drop_offer(offer)
+      local agent = get_json(K_AGENTS, offer.agent_id)
+      if holds(agent, offer) then
+        move(agent, 'offer_withdrawn', 'available', agent.prev_since_ms or agent.idle_since_ms, 'system', reason)
+      end
     end
   end
 end
@@ -185,8 +255,7 @@ end
 -- The offer failed (no answer, busy, lease ran out ...): the call goes back in place; the agent
 -- is paused when his side failed and the policy says so, else available, idle since now.
 local function fail_offer(offer, now, reason, agent_fault)
-  drop_offer(offer)
-  requeue(offer.call_id, reason)
+  release_offer(offer, reason)
   local agent = get_json(K_AGENTS, offer.agent_id)
   if holds(agent, offer) then
     if agent_fault and PAUSE_ON_AGENT_FAILURE then

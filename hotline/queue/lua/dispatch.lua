@@ -1,6 +1,7 @@
 -- ARGV: now_ms, lease_ms, callback_lease_ms. Offers the first waiting call (highest priority, then
--- earliest arrival) that has an eligible available agent to the agent the STRATEGY picks among
--- them (the rules, and their Python twin: hotline/queue/routing.py). Returns the offer as JSON,
+-- earliest arrival, then call id, over the lines of every queue: routing.dispatch_order) that has
+-- an eligible available agent to the agent its queue's strategy picks among them (the rules, and
+-- their Python twin: hotline/queue/routing.py, choose_across). Returns the offer as JSON,
 -- or false when no (call, eligible agent) pair exists. A callback entry's offer carries the
 -- number to dial back and a longer lease (the agent is on the line while the caller's phone
 -- rings); a callback waiting for its retry time (not_before_ms) keeps its place, passed over.
@@ -12,13 +13,14 @@ local SCAN_LIMIT = 1000 -- waiting entries looked at per dispatch, over all prio
 local AGENT_LIMIT = 1000 -- available agents considered per dispatch (the longest idle)
 end_wrap_ups(now)
 
--- The available agents, longest idle first (ties: agent id, as ZRANGE orders equal scores).
+-- The available agents, longest idle first (ties: agent id, as ZRANGE orders equal scores);
+-- one whose softphone the control plane found unreachable is passed over (agent_device.lua).
 local agents = {}
 for _, agent_id in ipairs(redis.call('ZRANGE', K_AVAILABLE, 0, AGENT_LIMIT - 1)) do
   local agent = get_json(K_AGENTS, agent_id)
   if agent == nil or agent.state ~= 'available' then
     redis.call('ZREM', K_AVAILABLE, agent_id) -- never written by these scripts; repair
-  else
+  elseif agent.device ~= 'unreachable' then
     agents[#agents + 1] = agent
   end
 end
@@ -38,29 +40,25 @@ local function before(a, b)
   return #a < #b
 end
 
-local REQUIRED = {}
-for _, skill in ipairs(REQUIRED_SKILLS) do
-  REQUIRED[skill] = true
-end
-
--- The skills this call needs: the queue's, then its own not already among them.
-local function needed_skills(entry)
-  local needed = {}
-  for _, skill in ipairs(REQUIRED_SKILLS) do
+-- The skills this call needs: its queue's, then its own not already among them.
+local function needed_skills(q, entry)
+  local needed, seen = {}, {}
+  for _, skill in ipairs(q.required) do
     needed[#needed + 1] = skill
+    seen[skill] = true
   end
   for _, skill in ipairs(entry.skills or {}) do
-    if not REQUIRED[skill] then
+    if not seen[skill] then
       needed[#needed + 1] = skill
     end
   end
   return needed
 end
 
--- The level a call that waited wait_ms accepts (routing.min_level).
-local function min_level(wait_ms)
-  local level = SKILL_STEPS[1][2]
-  for _, step in ipairs(SKILL_STEPS) do
+-- The level a call of queue q that waited wait_ms accepts (routing.min_level).
+local function min_level(q, wait_ms)
+  local level = q.steps[1][2]
+  for _, step in ipairs(q.steps) do
     if wait_ms >= step[1] then
       level = step[2]
     end
@@ -85,18 +83,15 @@ local function eligible(agent, needed, level)
   return true
 end
 
-local last_offered = nil
-if STRATEGY == 'round_robin' then
-  last_offered = redis.call('GET', K_LAST_OFFERED) or nil
-end
+local last_offered = redis.call('GET', K_LAST_OFFERED) or nil
 
 -- The agent the strategy picks among the eligible ones (routing.best_agent). Agents come
 -- longest idle first and only a strictly better one replaces the pick: ties go to idle time.
-local function best_agent(needed, level)
+local function best_agent(STRATEGY, needed, level)
   local best, best_key, first, next_up
   for _, agent in ipairs(agents) do
     if eligible(agent, needed, level) then
-      if STRATEGY == 'longest_idle' then
+      if STRATEGY == 'longest_idle' or STRATEGY == 'ring_all' then
         return agent
       elseif STRATEGY == 'round_robin' then
         local id = agent.agent_id
@@ -130,46 +125,78 @@ local function best_agent(needed, level)
   return best
 end
 
--- The first entry, in priority and arrival order, whose turn has come and that an available
--- agent can take.
-local entry, agent
+-- One reader per queue over its line of one priority, 32 entries at a time. An entry removed
+-- as a repair is not counted in the offset, so the next batch starts right after the last kept.
+local function reader(key)
+  return { key = key, start = 0, ids = {}, scores = {}, i = 1, done = false }
+end
+
+local function peek(r)
+  if r.i > #r.ids then
+    if r.done then
+      return nil
+    end
+    local got = redis.call('ZRANGE', r.key, r.start, r.start + 31, 'WITHSCORES')
+    r.ids, r.scores, r.i = {}, {}, 1
+    for n = 1, #got, 2 do
+      r.ids[#r.ids + 1] = got[n]
+      r.scores[#r.scores + 1] = tonumber(got[n + 1])
+    end
+    if #r.ids < 32 then
+      r.done = true
+    end
+    if #r.ids == 0 then
+      return nil
+    end
+  end
+  return r.ids[r.i], r.scores[r.i]
+end
+
+-- The first entry, in priority and arrival order over all queues, whose turn has come and that
+-- an available agent can take.
+local entry, agent, entry_needed, entry_level
 local nobody = {} -- (skills, level) pairs that found no agent in this scan
 local scanned = 0
 for _, priority in ipairs(PRIORITIES) do
-  local key = BAND_KEYS[priority]
-  local start = 0
+  local readers = {}
+  for _, name in ipairs(QUEUE_ORDER) do
+    readers[#readers + 1] = reader(QUEUES[name].bands[priority])
+  end
   while agent == nil and scanned < SCAN_LIMIT do
-    local ids = redis.call('ZRANGE', key, start, start + 31)
-    if #ids == 0 then
+    -- The earliest head among the queues' lines (arrival, then call id).
+    local r, call_id, score
+    for _, each in ipairs(readers) do
+      local id, at = peek(each)
+      if id and (r == nil or at < score or (at == score and before(id, call_id))) then
+        r, call_id, score = each, id, at
+      end
+    end
+    if r == nil then
       break
     end
-    local kept = 0
-    for _, call_id in ipairs(ids) do
-      local candidate = get_json(K_CALLS, call_id)
-      if candidate == nil or candidate.state ~= 'waiting' or band_of(candidate) ~= key then
-        redis.call('ZREM', key, call_id) -- never written by these scripts; repair
-      else
-        kept = kept + 1
-        scanned = scanned + 1
-        if (candidate.not_before_ms or 0) <= now then
-          local needed = needed_skills(candidate)
-          local level = min_level(now - candidate.arrival_ms)
-          local signature = level .. '|' .. table.concat(needed, '\0')
-          if not nobody[signature] then
-            local pick = best_agent(needed, level)
-            if pick then
-              entry, agent = candidate, pick
-              break
-            end
+    r.i = r.i + 1
+    local candidate = get_json(K_CALLS, call_id)
+    if candidate == nil or candidate.state ~= 'waiting' or band_of(candidate) ~= r.key then
+      redis.call('ZREM', r.key, call_id) -- never written by these scripts; repair
+    else
+      r.start = r.start + 1
+      scanned = scanned + 1
+      if (candidate.not_before_ms or 0) <= now then
+        local q = queue_of(candidate)
+        local needed = needed_skills(q, candidate)
+        local level = min_level(q, now - candidate.arrival_ms)
+        local signature = level .. '|' .. table.concat(needed, '\0')
+        if not nobody[signature] then
+          local pick = best_agent(q.strategy, needed, level)
+          if pick then
+            entry, agent = candidate, pick
+            entry_needed, entry_level = needed, level
+          else
             nobody[signature] = true
           end
         end
-        if scanned >= SCAN_LIMIT then
-          break
-        end
       end
     end
-    start = start + kept
   end
   if agent ~= nil then
     break
@@ -182,37 +209,75 @@ end
 if entry.callback then
   lease = tonumber(ARGV[3]) or lease
 end
-local offer_id = entry.call_id .. ':' .. redis.call('INCR', K_SEQ)
-local offer = {
-  offer_id = offer_id,
-  call_id = entry.call_id,
-  worker_id = entry.worker_id,
-  agent_id = agent.agent_id,
-  agent_extension = agent.extension,
-  agent_uri = agent.sip_uri,
-  created_ms = now,
-  expires_ms = now + lease,
-  skills = entry.skills,
-}
-if entry.callback then
-  offer.callback = true
-  offer.caller = entry.callback_number
-  offer.attempt = (entry.callback_attempts or 0) + 1
+
+-- Who rings: the agent picked; for a ring_all queue's caller (not a callback: its worker dials
+-- one agent first) every eligible available agent, longest idle first, at most RING_LIMIT.
+local RING_LIMIT = 32
+local ringing = { agent }
+if queue_of(entry).strategy == 'ring_all' and not entry.callback then
+  ringing = {}
+  for _, each in ipairs(agents) do
+    if #ringing < RING_LIMIT and eligible(each, entry_needed, entry_level) then
+      ringing[#ringing + 1] = each
+    end
+  end
 end
-put_json(K_OFFERS, offer_id, offer)
-redis.call('ZADD', K_LEASES, offer.expires_ms, offer_id)
+
+local offers, ids = {}, {}
+for _, each in ipairs(ringing) do
+  local offer_id = entry.call_id .. ':' .. redis.call('INCR', K_SEQ)
+  local offer = {
+    offer_id = offer_id,
+    call_id = entry.call_id,
+    worker_id = entry.worker_id,
+    agent_id = each.agent_id,
+    agent_extension = each.extension,
+    agent_uri = each.sip_uri,
+    created_ms = now,
+    expires_ms = now + lease,
+    skills = entry.skills,
+    queue = queue_of(entry).name,
+  }
+  if entry.callback then
+    offer.callback = true
+    offer.caller = entry.callback_number
+    offer.attempt = (entry.callback_attempts or 0) + 1
+  end
+  offers[#offers + 1] = offer
+  ids[#ids + 1] = offer_id
+end
+for _, offer in ipairs(offers) do
+  if #offers > 1 then
+    offer.group = ids
+  end
+  put_json(K_OFFERS, offer.offer_id, offer)
+  redis.call('ZADD', K_LEASES, offer.expires_ms, offer.offer_id)
+end
 redis.call('SET', K_LAST_OFFERED, agent.agent_id)
 
 entry.state = 'offered'
-entry.offer_id = offer_id
+entry.offer_id = offers[1].offer_id
 entry.agent_id = agent.agent_id
+if #offers > 1 then
+  entry.group = ids
+end
 entry.attempts = (entry.attempts or 0) + 1
 put_json(K_CALLS, entry.call_id, entry)
 redis.call('ZREM', band_of(entry), entry.call_id)
 
-agent.prev_since_ms = agent.since_ms
-agent.call_id = entry.call_id
-agent.offer_id = offer_id
-move(agent, 'offer', 'reserved', now, 'system', '')
+for n, each in ipairs(ringing) do
+  each.prev_since_ms = each.since_ms
+  each.call_id = entry.call_id
+  each.offer_id = offers[n].offer_id
+  move(each, 'offer', 'reserved', now, 'system', '')
+end
 
-return cjson.encode(offer)
+-- The first offer; a ring_all group's offers all in `ring` (each to send to the caller's worker).
+local result = {}
+for k, v in pairs(offers[1]) do
+  result[k] = v
+end
+if #offers > 1 then
+  result.ring = offers
+end
+return cjson.encode(result)
