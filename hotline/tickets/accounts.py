@@ -7,8 +7,9 @@ Rules of this module:
 - `verify` costs the same whether the user exists, is disabled, or gave a wrong password: an
   unknown user is checked against a dummy hash of the same parameters, so the time of an answer
   says nothing about which usernames exist. Comparing hashes is argon2's constant-time compare.
-- Roles are agent, supervisor, admin. An agent account is tied to its agent (which must be in the
-  registry when the account is made); a supervisor or admin account may be tied to one too.
+- Roles are agent, supervisor, admin, unit. An agent account is tied to its agent (which must be in
+  the registry when the account is made); a supervisor or admin account may be tied to one too.
+  A unit account (承办单位) is tied to its unit (in the units registry) and to nothing else.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from hotline.core.model import AgentId, utcnow
 from hotline.tickets import schema
 from hotline.tickets.mixin import StorePart
 
-ROLES = ("agent", "supervisor", "admin")
+ROLES = ("agent", "supervisor", "admin", "unit")
 USERNAME_MAX = 64
 PASSWORD_MIN = 8
 PASSWORD_MAX = 1024  # argon2 hashes any length; a bound keeps a request from costing more
@@ -45,12 +46,14 @@ class Account:
     agent_id: AgentId | None
     created_at: datetime
     disabled: bool = False
+    unit: str | None = None  # the unit a unit account acts for
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "username": self.username,
             "role": self.role,
             "agent_id": self.agent_id,
+            "unit": self.unit,
             "created_at": self.created_at.isoformat(),
             "disabled": self.disabled,
         }
@@ -74,15 +77,22 @@ class AccountBook(StorePart):
     _dummy_hash: str | None = None
     _dummy_lock = threading.Lock()
 
-    def add_account(self, username: str, password: str, role: str, agent_id: AgentId | None = None) -> Account:
+    def add_account(
+        self, username: str, password: str, role: str, agent_id: AgentId | None = None, unit: str | None = None
+    ) -> Account:
         """Creates an account; Conflict if the username is taken, InvalidRequest for a bad role,
-        a short password, or an agent account without an agent; NotFound for an agent not in
-        the registry."""
+        a short password, an agent account without an agent, a unit account without a unit (or
+        with an agent) or a unit given to another role; NotFound for an agent or a unit not in
+        its registry."""
         name = check_username(username)
         if role not in ROLES:
             raise InvalidRequest(f"role must be one of {', '.join(ROLES)}, got {role!r}")
         if role == "agent" and not agent_id:
             raise InvalidRequest("an agent account needs the agent it belongs to (--agent)")
+        if role == "unit" and (not unit or agent_id):
+            raise InvalidRequest("a unit account needs the unit it acts for (--unit) and no agent")
+        if role != "unit" and unit:
+            raise InvalidRequest(f"only a unit account has a unit (role {role!r} given --unit)")
         _check_password(password)
         password_hash = self._hasher.hash(password)
         created = utcnow()
@@ -93,6 +103,9 @@ class AccountBook(StorePart):
                 ).first()
                 if found is None:
                     raise NotFound(f"no agent {agent_id} in the registry (add it with `hotline agents add`)")
+            known_unit = select(schema.units.c.name).where(schema.units.c.name == unit)
+            if unit is not None and conn.execute(known_unit).first() is None:
+                raise NotFound(f"no unit {unit} in the registry (add it with `hotline units add`)")
             if conn.execute(select(_A.c.username).where(_A.c.username == name)).first() is not None:
                 raise Conflict(f"account {name} already exists")
             conn.execute(
@@ -103,9 +116,10 @@ class AccountBook(StorePart):
                     agent_id=agent_id,
                     created_at=created,
                     disabled=False,
+                    unit=unit,
                 )
             )
-        return Account(name, role, agent_id, created)
+        return Account(name, role, agent_id, created, unit=unit)
 
     def get_account(self, username: str) -> Account | None:
         with self._read("get_account") as conn:
@@ -174,4 +188,5 @@ def _account(row: RowMapping) -> Account:
         agent_id=None if row["agent_id"] is None else AgentId(row["agent_id"]),
         created_at=row["created_at"],
         disabled=bool(row["disabled"]),
+        unit=row["unit"],
     )

@@ -32,7 +32,16 @@ from hotline.tickets import schema
 from hotline.tickets.codec import data_from_json, data_to_json, ticket_from_json, ticket_to_json
 from hotline.tickets.lifecycle import TicketMachine, red_light_at, yellow_light_at
 from hotline.tickets.mixin import StorePart
-from hotline.tickets.model import AnswerDirectly, Event, State, TicketPolicy, TimelineEntry, WorkingCalendar
+from hotline.tickets.model import (
+    AnswerDirectly,
+    Command,
+    Event,
+    State,
+    Ticket,
+    TicketPolicy,
+    TimelineEntry,
+    WorkingCalendar,
+)
 from hotline.tickets.records import (
     RELATIONS,
     NewTicket,
@@ -46,6 +55,8 @@ from hotline.tickets.records import (
     check_code,
     phone_status,
 )
+from hotline.tickets.surveys import open_round as open_survey_round
+from hotline.tickets.unit_view import outbox_rows
 from hotline.tickets.workdays import SHANGHAI
 
 # The states in which the unit owes a reply, so that the yellow and red lights apply
@@ -151,6 +162,7 @@ class TicketLedger(StorePart):
                 )
             )
             conn.execute(_E.insert(), rows)
+            _queue_notices(conn, None, machine.ticket, commands, new.place.strip(), new.caller_name, now)
             if new.call_id is not None:
                 conn.execute(
                     _C.insert().values(ticket_number=number, call_id=new.call_id, role="intake", linked_at=now)
@@ -192,6 +204,8 @@ class TicketLedger(StorePart):
                 conn.execute(
                     _E.insert(), _event_rows(number, added, len(before.timeline), before.state, after.state, actor)
                 )
+            open_survey_round(conn, number, commands, now)
+            _queue_notices(conn, before, after, commands, stored.place, stored.caller_name, now)
             loaded = self._load(conn, number)
         return dataclasses.replace(loaded, commands=tuple(commands))
 
@@ -438,6 +452,21 @@ def _event_rows(
         }
         for i, entry in enumerate(entries, start=1)
     ]
+
+
+def _queue_notices(
+    conn: Connection,
+    before: Ticket | None,
+    after: Ticket,
+    commands: list[Command],
+    place: str,
+    caller_name: str | None,
+    now: datetime,
+) -> None:
+    """The notices this change sends to units (units.py), written in its transaction."""
+    rows = outbox_rows(before, after, commands, place=place, caller_name=caller_name, now=now)
+    if rows:
+        conn.execute(schema.unit_outbox.insert(), rows)
 
 
 def _require(conn: Connection, number: str) -> None:

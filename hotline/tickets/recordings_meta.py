@@ -11,16 +11,23 @@ Rules of this module:
   on legal hold.
 - recording_access and recording_holds are append-only (triggers in migration 0005): every
   access and every hold is an insert, with who and why; an empty reason is refused.
+- A recording's gaps (recording_gaps, migration 0009) are the spans paused for sensitive data
+  (silence in the file) or lost to a full disk; one row per (call, start), written when the call
+  ends (idempotent: a gap registered again updates its end). A call with no recording at all has a
+  gap from 0 saying why. Gaps come with the catalogue row (`Recording.gaps`) and on their own
+  (`recording_gaps`), so a missing recording is explained too.
+- Formats: wav as recorded, flac when recordings.format converts it at call end (the checksum is
+  of the FLAC as kept), opus for an archive job.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import RowMapping, func, select, update
+from sqlalchemy import Connection, RowMapping, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hotline.core.errors import InvalidRequest, NotFound
@@ -37,15 +44,44 @@ _A = schema.recording_access
 _H = schema.recording_holds
 _T = schema.tickets
 _C = schema.ticket_calls
+_G = schema.recording_gaps
+GAP_REASONS = ("paused", "disk-low", "not-recorded")
 
 
 class NoSuchRecording(NotFound):
     error_id = "no-such-recording"
 
 
+class GapLike(Protocol):
+    """A gap as the worker reports it (hotline.recordings.gaps.Gap)."""
+
+    @property
+    def start_ms(self) -> int: ...
+    @property
+    def end_ms(self) -> int | None: ...
+    @property
+    def by(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GapRow:
+    """A span of the recording that holds no audio: paused (silence), or lost (disk-low, not-recorded)."""
+
+    call_id: CallId
+    start_ms: int
+    end_ms: int | None  # None: to the end of the call
+    reason: str
+    by: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start_ms": self.start_ms, "end_ms": self.end_ms, "reason": self.reason, "by": self.by}
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Recording:
-    """A catalogue row."""
+    """A catalogue row (with its gaps, oldest first)."""
 
     call_id: CallId
     path: str
@@ -57,6 +93,7 @@ class Recording:
     kind: str | None = None
     legal_hold: bool = False
     purged_at: datetime | None = None
+    gaps: tuple[GapRow, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +107,7 @@ class Recording:
             "kind": self.kind,
             "legal_hold": self.legal_hold,
             "purged_at": None if self.purged_at is None else self.purged_at.isoformat(),
+            "gaps": [gap.to_dict() for gap in self.gaps],
         }
 
 
@@ -158,12 +196,39 @@ class RecordingCatalogue(StorePart):
         with self._write(f"registering the recording of {call_id}") as conn:
             conn.execute(stmt)
             row = conn.execute(select(_R).where(_R.c.call_id == call_id)).one()
-        return _recording(row._mapping)
+            gaps = _gaps(conn, call_id)
+        return _recording(row._mapping, gaps)
 
     def get_recording(self, call_id: CallId) -> Recording | None:
         with self._read(f"reading the recording of {call_id}") as conn:
             row = conn.execute(select(_R).where(_R.c.call_id == call_id)).first()
-        return None if row is None else _recording(row._mapping)
+            gaps = _gaps(conn, call_id) if row is not None else ()
+        return None if row is None else _recording(row._mapping, gaps)
+
+    def add_recording_gaps(self, call_id: CallId, gaps: Sequence[GapLike], created_at: datetime) -> list[GapRow]:
+        """Records the gaps of the call's recording (see the module's rules); idempotent by (call,
+        start): a gap given again updates its end, reason and who. Returns all the call's gaps."""
+        _check_aware(created_at, "created_at")
+        for gap in gaps:
+            if gap.reason not in GAP_REASONS:
+                raise InvalidRequest(f"gap reason must be one of {', '.join(GAP_REASONS)}, got {gap.reason!r}")
+            if gap.start_ms < 0 or (gap.end_ms is not None and gap.end_ms < gap.start_ms):
+                raise InvalidRequest(f"gap {gap.start_ms}..{gap.end_ms} of {call_id}: negative or reversed")
+        with self._write(f"registering the recording gaps of {call_id}") as conn:
+            for gap in gaps:
+                stmt = self._insert(_G).values(
+                    call_id=call_id, start_ms=gap.start_ms, end_ms=gap.end_ms, reason=gap.reason,
+                    by=_required(gap.by, "by", schema.PARTY_LENGTH), created_at=created_at,
+                )  # fmt: skip
+                assert isinstance(stmt, postgresql.Insert | sqlite.Insert)
+                changes = {"end_ms": stmt.excluded.end_ms, "reason": stmt.excluded.reason, "by": stmt.excluded.by}
+                conn.execute(stmt.on_conflict_do_update(index_elements=["call_id", "start_ms"], set_=changes))
+            return list(_gaps(conn, call_id))
+
+    def recording_gaps(self, call_id: CallId) -> list[GapRow]:
+        """The gaps of the call's recording, by start (empty: none, or an unknown call)."""
+        with self._read(f"reading the recording gaps of {call_id}") as conn:
+            return list(_gaps(conn, call_id))
 
     def set_legal_hold(self, target: str, who: str, why: str, hold: bool = True) -> list[CallId]:
         """Puts a legal hold on (hold=False: releases it from) a ticket, whose linked calls'
@@ -283,7 +348,15 @@ def _check_aware(value: datetime, name: str) -> None:
         raise InvalidRequest(f"{name} is a naive datetime; use aware UTC")
 
 
-def _recording(row: RowMapping) -> Recording:
+def _gaps(conn: Connection, call_id: str) -> tuple[GapRow, ...]:
+    rows = conn.execute(select(_G).where(_G.c.call_id == call_id).order_by(_G.c.start_ms)).all()
+    return tuple(
+        GapRow(CallId(r.call_id), int(r.start_ms), None if r.end_ms is None else int(r.end_ms), r.reason, r.by)
+        for r in rows
+    )
+
+
+def _recording(row: RowMapping, gaps: tuple[GapRow, ...] = ()) -> Recording:
     return Recording(
         call_id=CallId(row["call_id"]),
         path=row["path"],
@@ -295,4 +368,5 @@ def _recording(row: RowMapping) -> Recording:
         kind=row["kind"],
         legal_hold=bool(row["legal_hold"]),
         purged_at=row["purged_at"],
+        gaps=gaps,
     )

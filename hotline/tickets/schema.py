@@ -9,8 +9,10 @@ of a live call (transcript so far and the fields it guessed), one row per call, 
 `accounts` are the agent desktop's users: argon2 password hash, role, the agent an agent account
 is tied to (accounts.py). `recordings` is the catalogue of call recordings (where, how big, how
 long, checksum, legal hold, when purged), `recording_access` the append-only audit of every
-playback and download, `recording_holds` the append-only log of legal holds set and released
-(recordings_meta.py).
+playback and download, `recording_holds` the append-only log of legal holds set and released,
+`recording_gaps` the spans a recording paused or lost (recordings_meta.py).
+`personal_data_access` is the append-only audit of every read of a caller's unmasked number or
+name (privacy.py).
 
 This module describes the *current* schema. The migrations in `migrations/versions/` are what
 build it in a database and spell every column out themselves; a contract test checks that the two
@@ -244,6 +246,8 @@ accounts = Table(
     Column("agent_id", String(ID_LENGTH), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("disabled", Boolean(), nullable=False),
+    # A unit account's unit (units.name; added in 0006). No foreign key, like agent_id.
+    Column("unit", String(PARTY_LENGTH), nullable=True),
     Index(None, "agent_id"),
 )
 
@@ -282,6 +286,23 @@ recording_access = Table(
     Index(None, "call_id"),
 )
 
+# Gaps in a call's recording: spans paused by the agent for sensitive data (silence in the file),
+# or lost to a full recordings volume (the recording cut short, or none at all: start 0).
+# Offsets are ms from the recording's first sample; end_ms NULL: to the end of the call. One row
+# per (call, start); no foreign key to recordings: a call without a recording has its gap too.
+recording_gaps = Table(
+    "recording_gaps",
+    metadata,
+    Column("id", Integer(), primary_key=True),
+    Column("call_id", String(ID_LENGTH), nullable=False),
+    Column("start_ms", BigInteger(), nullable=False),
+    Column("end_ms", BigInteger(), nullable=True),
+    Column("reason", String(CODE_LENGTH), nullable=False),  # paused, disk-low, not-recorded
+    Column("by", String(PARTY_LENGTH), nullable=False),  # who paused (the account or agent), or system
+    Column("created_at", UTCDateTime(), nullable=False),  # when the call started
+    UniqueConstraint("call_id", "start_ms"),
+)
+
 # Append-only (triggers refuse UPDATE and DELETE): legal holds set and released, on a call's
 # recording or on a ticket (whose linked calls' recordings it then protects).
 recording_holds = Table(
@@ -295,4 +316,99 @@ recording_holds = Table(
     Column("why", Text(), nullable=False),
     Column("at", UTCDateTime(), nullable=False),
     Index(None, "target"),
+)
+
+# 承办单位: the units tickets are dispatched to, by the name tickets carry as lead/assisting unit,
+# with the webhook their notices are POSTed to and its HMAC secret (units.py, 0006).
+units = Table(
+    "units",
+    metadata,
+    Column("name", String(PARTY_LENGTH), primary_key=True),
+    Column("title", String(PARTY_LENGTH), nullable=False),
+    Column("webhook_url", Text(), nullable=True),  # None: the unit reads its notices by the API only
+    Column("secret", String(PARTY_LENGTH), nullable=True),  # the HMAC-SHA256 key the webhook is signed with
+    Column("enabled", Boolean(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+# What the lifecycle tells a unit (转办, 催办, 督办, answers to its requests), written in the same
+# transaction as the ticket change; delivered to the unit's webhook in id order per unit.
+unit_outbox = Table(
+    "unit_outbox",
+    metadata,
+    Column("id", Integer(), primary_key=True),
+    Column("event_id", String(64), nullable=False),  # the X-Hotline-Event-Id of every attempt
+    Column("unit", String(PARTY_LENGTH), nullable=False),
+    Column("ticket_number", String(NUMBER_LENGTH), ForeignKey("tickets.number"), nullable=False),
+    Column("kind", String(CODE_LENGTH), nullable=False),  # notice, reminder, supervision, light, withdrawn
+    Column("payload", Text(), nullable=False),  # the JSON body POSTed, never a caller's identity
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("status", String(CODE_LENGTH), nullable=False),  # pending, delivered, failed
+    Column("attempts", Integer(), nullable=False),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("claimed_by", String(ID_LENGTH), nullable=True),  # the delivering process, while claimed
+    Column("claimed_until", UTCDateTime(), nullable=True),
+    Column("delivered_at", UTCDateTime(), nullable=True),
+    Column("last_error", Text(), nullable=True),
+    UniqueConstraint("event_id"),
+    Index(None, "unit"),
+    Index(None, "status"),
+)
+
+# Every delivery attempt of an outbox row: when, the HTTP status or the error.
+unit_deliveries = Table(
+    "unit_deliveries",
+    metadata,
+    Column("id", Integer(), primary_key=True),
+    Column("outbox_id", Integer(), ForeignKey("unit_outbox.id"), nullable=False),
+    Column("attempt", Integer(), nullable=False),  # 1, 2, ...
+    Column("at", UTCDateTime(), nullable=False),
+    Column("process", String(ID_LENGTH), nullable=False),  # the delivering process
+    Column("status_code", Integer(), nullable=True),  # None: no HTTP answer (timeout, refused)
+    Column("ok", Boolean(), nullable=False),
+    Column("error", Text(), nullable=False),
+    Column("seconds", Float(), nullable=False),
+    Index(None, "outbox_id"),
+)
+
+# The 回访 of a replied ticket (surveys.py): one row per round (each reply of the unit opens one),
+# with its attempts, the ratings and the outcome. Changed in place as the round goes on; each
+# attempt's call is a call record linked to the ticket (ticket_calls, role survey).
+surveys = Table(
+    "surveys",
+    metadata,
+    Column("id", Integer(), primary_key=True),
+    Column("ticket_number", String(NUMBER_LENGTH), ForeignKey("tickets.number"), nullable=False),
+    Column("round", Integer(), nullable=False),  # 1, 2, ... per ticket
+    # pending, calling, completed, review (不满意: 重办 proposed to a supervisor), unreachable,
+    # no_consent, cancelled (the ticket left 反馈 before the survey)
+    Column("status", String(CODE_LENGTH), nullable=False),
+    Column("attempts", Integer(), nullable=False),
+    Column("next_attempt_at", UTCDateTime(), nullable=True),
+    Column("claimed_until", UTCDateTime(), nullable=True),  # a calling attempt's lease
+    Column("last_call_id", String(ID_LENGTH), nullable=True),
+    Column("last_outcome", String(CODE_LENGTH), nullable=False),  # the last attempt's status ("" before)
+    Column("process", Integer(), nullable=True),  # 1 满意, 2 基本满意, 3 不满意
+    Column("result", Integer(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("ticket_number", "round"),
+    Index(None, "status", "next_attempt_at"),
+)
+
+# Append-only (triggers refuse UPDATE and DELETE; 0007): every read that showed a caller's unmasked
+# number or name, one row per ticket or call read (privacy.py).
+personal_data_access = Table(
+    "personal_data_access",
+    metadata,
+    Column("id", Integer(), primary_key=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("who", String(PARTY_LENGTH), nullable=False),  # the account's username
+    Column("role", String(CODE_LENGTH), nullable=False),
+    Column("subject_type", String(CODE_LENGTH), nullable=False),  # ticket, call
+    Column("subject", String(ID_LENGTH), nullable=False),  # the ticket number or the call id
+    Column("fields", String(PARTY_LENGTH), nullable=False),  # comma-separated: caller, caller_name
+    Column("route", String(PARTY_LENGTH), nullable=False),  # e.g. GET /api/v1/tickets/{number}
+    Column("client", String(PARTY_LENGTH), nullable=False),  # the client's address ("" if unknown)
+    Index(None, "subject"),
 )

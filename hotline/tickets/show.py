@@ -60,6 +60,9 @@ def ticket_view(
             "disclose": stored.consent_disclose,
         },
         "legal_hold": stored.legal_hold,
+        # 回访 ratings (1 满意, 2 基本满意, 3 不满意), the last callback's; None before one
+        "process_rating": None if t.process_rating is None else int(t.process_rating),
+        "result_rating": None if t.result_rating is None else int(t.result_rating),
         "version": stored.version,
         "created_at": _iso(stored.created_at),
         "updated_at": _iso(stored.updated_at),
@@ -98,6 +101,10 @@ def render_ticket(view: dict[str, Any]) -> str:
     if view["lead_unit"]:
         assisting = "、".join(view["assisting_units"])
         lines.append(f"主办: {view['lead_unit']}" + (f"  协办: {assisting}" if assisting else ""))
+    if view.get("process_rating") is not None or view.get("result_rating") is not None:
+        labels = {1: "满意", 2: "基本满意", 3: "不满意", None: "-"}
+        process, result = labels[view.get("process_rating")], labels[view.get("result_rating")]
+        lines.append(f"回访: 服务过程 {process}，办理结果 {result}")
     lines.append(
         f"期限: {when(view['due_at'])}  黄灯: {when(view['yellow_at'])}  红灯: {when(view['red_at'])}  "
         f"灯: {view['light']}  政策: {view['policy']}  版本: {view['version']}"

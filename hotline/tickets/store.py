@@ -23,10 +23,15 @@ from hotline.core.model import Agent, AgentId, CallId, CallRecord, Outcome, Work
 from hotline.tickets import schema
 from hotline.tickets.accounts import AccountBook
 from hotline.tickets.database import SQLITE_BEGIN, make_engine, translate_errors, upgrade_to_head
+from hotline.tickets.desk import TicketDesk
 from hotline.tickets.ledger import TicketLedger
 from hotline.tickets.model import TicketPolicy, WorkingCalendar
+from hotline.tickets.privacy import PersonalDataLog
 from hotline.tickets.recordings_meta import RecordingCatalogue
 from hotline.tickets.stats import CallStatistics
+from hotline.tickets.surveys import SurveyBook
+from hotline.tickets.unit_stats import UnitStatistics
+from hotline.tickets.units import UnitDesk
 
 if TYPE_CHECKING:
     from hotline.core.ports import TicketRepository, TicketStore
@@ -36,7 +41,10 @@ logger = logging.getLogger(__name__)
 _CALL_TIMES = ("started_at", "answered_at", "queued_at", "connected_at", "ended_at")
 
 
-class SqlTicketStore(TicketLedger, AccountBook, CallStatistics, RecordingCatalogue):
+class SqlTicketStore(
+    TicketDesk, TicketLedger, AccountBook, CallStatistics, RecordingCatalogue, SurveyBook, UnitStatistics, UnitDesk,
+    PersonalDataLog,
+):  # fmt: skip
     """Call records, agents, call drafts and tickets in SQL; implements hotline.core.ports'
     TicketStore and TicketRepository.
 
