@@ -7,12 +7,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stamp
 DEPS_STAMP := var/.debian-deps
 
-.PHONY: run test setup debian venv pjsua2 lint typecheck importlint unit doctor prompts clean
+.PHONY: run test setup debian browser venv pjsua2 lint typecheck importlint unit doctor prompts clean
 
 run: setup
 	$(VENV)/bin/hotline serve
 
-test: setup
+test: setup browser
 	$(VENV)/bin/ruff check hotline tests bench
 	$(VENV)/bin/ruff format --check hotline tests bench
 	$(VENV)/bin/mypy
@@ -24,6 +24,14 @@ setup: debian venv pjsua2
 debian: $(DEPS_STAMP)
 $(DEPS_STAMP): scripts/install-debian.sh
 	bash scripts/install-debian.sh
+	@mkdir -p var && touch $@
+
+# The browser tests' Chromium (Debian's package: Playwright launches /usr/bin/chromium and never
+# downloads a browser) and a CJK font for the page's screenshots. Tests only: `make run` skips it.
+BROWSER_STAMP := var/.browser-deps
+browser: $(BROWSER_STAMP)
+$(BROWSER_STAMP): scripts/install-debian.sh
+	bash scripts/install-debian.sh chromium fonts-wqy-microhei
 	@mkdir -p var && touch $@
 
 venv: $(STAMP)
@@ -71,4 +79,4 @@ unit: setup
 	$(PY) -m pytest -p no:cacheprovider -q tests/unit tests/contract
 
 clean:
-	rm -rf $(VENV) var/.debian-deps
+	rm -rf $(VENV) var/.debian-deps var/.browser-deps

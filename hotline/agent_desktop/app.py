@@ -19,9 +19,11 @@ from typing import Any
 from aiohttp import web
 
 from hotline.agent_desktop import auth as authmod
+from hotline.agent_desktop import web as desk_page
 from hotline.agent_desktop.auth import AUTH, Auth, auth_middleware, principal
 from hotline.agent_desktop.live import LIVE, LiveHub, close_clients, live_context, websocket
-from hotline.agent_desktop.openapi import API_PREFIX, document
+from hotline.agent_desktop.openapi import API_PREFIX, document, parts
+from hotline.agent_desktop.privacy import AUDIT, PersonalDataAudit, audit_read
 from hotline.agent_desktop.recordings import RECORDINGS, RecordingArchive, get_recording, recording_access
 from hotline.agent_desktop.responses import error_reply, in_thread, json_reply, optional_object
 from hotline.agent_desktop.wallboard import WALLBOARD, Wallboard, WallboardSettings, get_metrics, get_wallboard
@@ -93,6 +95,7 @@ def _agent_view(agent_id: AgentId, agent: Agent | None, status: AgentStatus) -> 
         "idle_since_ms": status.idle_since_ms,
         "wrap_up_until_ms": status.wrap_up_until_ms,
         "registered": agent is not None,
+        "device": status.device or "unknown",  # his softphone at Kamailio's registrar
     }
 
 
@@ -207,7 +210,7 @@ async def set_state(request: web.Request) -> web.Response:
 
 
 async def get_queue(request: web.Request) -> web.Response:
-    """Everyone signed in; an agent sees callers masked but for the call offered to him."""
+    """Everyone signed in; callers' numbers masked (the whole number: the audited reads)."""
     who = principal(request)
     now = request.app[CLOCK_MS]()
     waiting = await request.app[QUEUE].waiting(now)
@@ -215,7 +218,7 @@ async def get_queue(request: web.Request) -> web.Response:
         {
             "call_id": call.call_id,
             "worker_id": call.worker_id,
-            "caller": who.caller(call.caller, call.offered_to),
+            "caller": who.caller(call.caller),
             "arrival_ms": call.arrival_ms,
             "position": call.position,
             "offered_to": call.offered_to,
@@ -223,10 +226,15 @@ async def get_queue(request: web.Request) -> web.Response:
             "waited_s": round(max(0, now - call.arrival_ms) / 1000, 1),
             "callback": call.callback,
             "estimated_wait_s": None if call.estimated_wait_s is None else round(call.estimated_wait_s, 1),
+            "queue": call.queue,
         }
         for call in waiting
     ]
-    return _json({"waiting": items, "count": len(items)})
+    # Every configured queue, each with its count (position is within the call's queue).
+    queues = {name: 0 for name in request.app[WALLBOARD].settings.queue_names}
+    for call in waiting:
+        queues[call.queue] = queues.get(call.queue, 0) + 1
+    return _json({"waiting": items, "count": len(items), "queues": queues})
 
 
 async def list_calls(request: web.Request) -> web.Response:
@@ -243,6 +251,7 @@ async def list_calls(request: web.Request) -> web.Response:
     else:  # an agent: his own calls among the latest MAX_CALLS_LIMIT
         latest = await _in_thread(request.app[STORE].list_calls, MAX_CALLS_LIMIT)
         records = [record for record in latest if who.owns(record.agent_id)][:limit]
+    await audit_read(request, "call", [record.call_id for record in records])  # every caller is unmasked
     return _json({"calls": [record.to_dict() for record in records]})
 
 
@@ -254,6 +263,7 @@ async def get_call(request: web.Request) -> web.Response:
     who = principal(request)
     if not who.supervises and not who.owns(record.agent_id):
         raise authmod.Forbidden(f"call {call_id} was not {who.username}'s")
+    await audit_read(request, "call", [call_id])
     return _json(record.to_dict())
 
 
@@ -288,6 +298,8 @@ def make_app(
     app[CLOCK_MS] = clock_ms
     # Recordings are served (audited) only if the store keeps their catalogue (recordings.py).
     app[RECORDINGS] = store if isinstance(store, RecordingArchive) else None
+    # Callers' numbers and names are shown only with an audit of each read (privacy.py).
+    app[AUDIT] = store if isinstance(store, PersonalDataAudit) else None
     app[WALLBOARD] = Wallboard(queue, store, wallboard or WallboardSettings(), clock_ms, workers)
     p = API_PREFIX
     app.router.add_get(f"{p}/health", health)
@@ -308,4 +320,7 @@ def make_app(
     app.router.add_get(f"{p}/openapi.json", openapi)
     app.router.add_get(f"{p}/wallboard", get_wallboard)
     app.router.add_get("/metrics", get_metrics)
+    for part in parts():
+        part.add_routes(app)
+    desk_page.add_routes(app)  # the web page: /, /desk/ (web.py)
     return app

@@ -7,8 +7,12 @@ Rules of this module:
 - Sign-in attempts count per (username, client address): at most `failures_per_minute` in any
   minute, successful or not, and a success clears the count. Counting every attempt at its
   start, not its failure, means a burst of concurrent guesses cannot slip in under the limit.
-- Roles: agent < supervisor < admin. An agent acts on his own agent only (state, calls, events)
-  and sees other people's callers masked; supervisors and admins act on any agent.
+- Roles: agent < supervisor < admin. An agent acts on his own agent only (state, calls, events);
+  supervisors and admins act on any agent. Lists and live views (the queue, the WebSocket) show
+  callers' numbers masked to every role; the whole number only comes with an audited read.
+- A unit account (role unit, 承办单位) acts for its unit and reaches only an allow-list: the unit
+  API (/api/v1/unit/...), /me, /logout and the public paths; everything else is 403 for it, the
+  WebSocket included, so a route added later is closed to units until it is listed here.
 - With auth off (`api.auth: false`) every request acts as an admin: tests and a closed lab only.
 """
 
@@ -17,10 +21,11 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
+import json
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -29,10 +34,16 @@ from hotline.agent_desktop.responses import in_thread, json_reply, optional_obje
 from hotline.core.errors import DomainError, InvalidRequest, NotFound
 from hotline.core.model import Actor, AgentId
 
-AGENT, SUPERVISOR, ADMIN = "agent", "supervisor", "admin"
+AGENT, SUPERVISOR, ADMIN, UNIT = "agent", "supervisor", "admin", "unit"
 TOKEN_BYTES = 32
 WS_PATH = f"{API_PREFIX}/ws"
 PUBLIC_PATHS = frozenset({f"{API_PREFIX}/health", f"{API_PREFIX}/openapi.json", f"{API_PREFIX}/login", "/metrics"})
+# The web page (web.py: static files and the redirects to it) signs in through /login itself.
+PUBLIC_PAGE_PATHS = frozenset({"/", "/desk"})
+PUBLIC_PREFIXES = ("/desk/",)
+# What a unit account may reach besides the public paths (see the module's rules).
+UNIT_PREFIX = f"{API_PREFIX}/unit/"
+UNIT_PATHS = frozenset({f"{API_PREFIX}/me", f"{API_PREFIX}/logout"})
 
 
 class Unauthorized(DomainError):
@@ -70,6 +81,7 @@ class Principal:
     role: str
     agent_id: AgentId | None = None
     open: bool = False  # auth is off: an anonymous admin
+    unit: str | None = None  # the unit a unit account acts for
 
     @property
     def supervises(self) -> bool:
@@ -91,13 +103,29 @@ class Principal:
     def owns(self, agent_id: str | None) -> bool:
         return agent_id is not None and agent_id == self.agent_id
 
-    def caller(self, number: str, owner: str | None) -> str:
-        """The caller's number as this principal may see it: whole for supervisors and on his
-        own calls, masked for an agent on anyone else's."""
-        return number if self.supervises or self.owns(owner) else mask_number(number)
+    def caller(self, number: str) -> str:
+        """The caller's number in lists and live views (the queue, the WebSocket): masked for
+        every role (138****8000). The whole number is only in the audited reads (a call, a
+        ticket, a call's context: privacy.audit_read), so that every sight of it is audited.
+        With sign-in off (a closed lab, the tests) nobody is known to audit: shown whole."""
+        return number if self.open else mask_number(number)
 
     def to_dict(self) -> dict[str, str | None]:
-        return {"username": self.username, "role": self.role, "agent_id": self.agent_id}
+        out = {"username": self.username, "role": self.role, "agent_id": self.agent_id}
+        if self.role == UNIT:
+            out["unit"] = self.unit
+        return out
+
+    def may_reach(self, path: str) -> bool:
+        """False for a unit account outside its allow-list (see the module's rules)."""
+        if self.role != UNIT:
+            return True
+        return (
+            path.startswith(UNIT_PREFIX)
+            or path in UNIT_PATHS
+            or path in PUBLIC_PATHS | PUBLIC_PAGE_PATHS
+            or path.startswith(PUBLIC_PREFIXES)
+        )
 
 
 OPEN = Principal("", ADMIN, None, open=True)
@@ -123,6 +151,8 @@ class AccountView(Protocol):
     def role(self) -> str: ...
     @property
     def agent_id(self) -> AgentId | None: ...
+    @property
+    def unit(self) -> str | None: ...
 
 
 class AccountStore(Protocol):
@@ -150,10 +180,9 @@ def token_digest(token: str) -> str:
 
 
 class MemorySessions:
-    """Sessions in this process's memory.
-
-    TODO: one control process only. Several control processes behind one address need the
-    sessions in Redis (same digests, SET with PX): a small adapter in hotline/queue."""
+    """Sessions in this process's memory: one control process only (tests, a lab). Several
+    control processes behind one address share hotline.queue.sessions.RedisSessions (the same
+    digests, SET with PX), which `hotline control` uses."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, max_sessions: int = 100_000) -> None:
         self._clock = clock
@@ -186,6 +215,39 @@ class MemorySessions:
         expired = [digest for digest, (_, expires) in self._sessions.items() if expires <= now]
         for digest in expired:
             del self._sessions[digest]
+
+
+def principal_json(principal: Principal) -> str:
+    """A session's principal as stored by a shared session store (hotline.queue.sessions)."""
+    return json.dumps(
+        {
+            "username": principal.username,
+            "role": principal.role,
+            "agent_id": principal.agent_id,
+            "unit": principal.unit,
+            "open": principal.open,
+        },
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+def principal_from_json(raw: str) -> Principal:
+    """The principal of a stored entry; ValueError if it is not one."""
+    data: Any = json.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    username, role = data.get("username"), data.get("role")
+    agent_id, unit, is_open = data.get("agent_id"), data.get("unit"), data.get("open", False)
+    if not isinstance(username, str) or not isinstance(role, str):
+        raise ValueError("username and role must be strings")
+    if agent_id is not None and not isinstance(agent_id, str):
+        raise ValueError("agent_id must be a string or null")
+    if unit is not None and not isinstance(unit, str):
+        raise ValueError("unit must be a string or null")
+    if not isinstance(is_open, bool):
+        raise ValueError("open must be a boolean")
+    return Principal(username, role, None if agent_id is None else AgentId(agent_id), open=is_open, unit=unit)
 
 
 class LoginLimiter:
@@ -266,8 +328,10 @@ async def auth_middleware(
     token = _bearer(request)
     found = None if token is None else await auth.sessions.get(token)
     if found is not None:
+        if not found.may_reach(request.path):
+            raise Forbidden(f"承办单位账号 {found.username} 只能使用 {UNIT_PREFIX} 下的接口")
         request[_PRINCIPAL] = found
-    elif request.path not in PUBLIC_PATHS:
+    elif request.path not in PUBLIC_PATHS | PUBLIC_PAGE_PATHS and not request.path.startswith(PUBLIC_PREFIXES):
         if token is None:
             raise Unauthorized(f"sign in first: POST {API_PREFIX}/login, then send Authorization: Bearer <token>")
         raise Unauthorized("the session expired or was ended: sign in again")
@@ -299,7 +363,7 @@ async def login(request: web.Request) -> web.Response:
     if account is None:
         raise Unauthorized("wrong username or password, or the account is disabled")
     auth.limiter.succeeded(key)
-    who = Principal(account.username, account.role, account.agent_id)
+    who = Principal(account.username, account.role, account.agent_id, unit=account.unit)
     token = await auth.sessions.create(who, auth.session_ttl_s)
     return json_reply(
         {"token": token, "token_type": "Bearer", "expires_in": int(auth.session_ttl_s), "account": who.to_dict()}

@@ -115,7 +115,7 @@ class LiveHub:
                 return None
         caller = data.get("caller")
         if isinstance(caller, str):
-            return {**data, "caller": who.caller(caller, owner)}
+            return {**data, "caller": who.caller(caller)}
         return data
 
     def join(self, who: Principal, ws: web.WebSocketResponse) -> LiveClient:

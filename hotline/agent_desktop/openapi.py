@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import importlib
 from typing import Any
 
 API_PREFIX = "/api/v1"
@@ -55,8 +57,9 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["username", "role", "agent_id"],
         "properties": {
             "username": {"type": "string"},
-            "role": {"type": "string", "enum": ["agent", "supervisor", "admin"]},
+            "role": {"type": "string", "enum": ["agent", "supervisor", "admin", "unit"]},
             "agent_id": {**_NULLABLE_STRING, "description": "the agent this account acts as"},
+            "unit": {"type": "string", "description": "unit accounts only: the unit (承办单位) it acts for"},
         },
     },
     "Session": {
@@ -97,6 +100,12 @@ _SCHEMAS: dict[str, Any] = {
             "idle_since_ms": {**_NULLABLE_MS, "description": "available only: longest idle is offered first"},
             "wrap_up_until_ms": {**_NULLABLE_MS, "description": "wrap_up only: when it ends by itself"},
             "registered": {"type": "boolean", "description": "present in the agent registry"},
+            "device": {
+                "type": "string",
+                "enum": ["registered", "unreachable", "unknown"],
+                "description": "his softphone at Kamailio's registrar, probed by the control plane "
+                "(unreachable: not offered calls; unknown: not probed, e.g. without Kamailio)",
+            },
         },
     },
     "AgentStateRequest": {
@@ -147,14 +156,24 @@ _SCHEMAS: dict[str, Any] = {
                 "nullable": True,
                 "description": "seconds until an agent is likely free for it (null: nobody takes calls)",
             },
+            "queue": {"type": "string", "description": "the queue it waits in (position counts within it)"},
         },
     },
     "Queue": {
         "type": "object",
         "required": ["waiting", "count"],
         "properties": {
-            "waiting": {"type": "array", "items": _ref("WaitingCall")},
+            "waiting": {
+                "type": "array",
+                "items": _ref("WaitingCall"),
+                "description": "every queue's calls, in the order they are offered",
+            },
             "count": {"type": "integer"},
+            "queues": {
+                "type": "object",
+                "additionalProperties": {"type": "integer"},
+                "description": "calls waiting per queue, every configured queue named",
+            },
         },
     },
     "CallRecord": {
@@ -245,6 +264,12 @@ _SCHEMAS: dict[str, Any] = {
             "call_id": _NULLABLE_STRING,
             "calls_answered": {"type": "integer", "description": "since his login"},
             "talk_s": {"type": "number", "description": "seconds talked since his login"},
+            "device": {
+                "type": "string",
+                "enum": ["registered", "unreachable", "unknown"],
+                "description": "his softphone at Kamailio's registrar, probed by the control plane "
+                "(unreachable: not offered calls; unknown: not probed, e.g. without Kamailio)",
+            },
         },
     },
     "Alert": {
@@ -265,6 +290,21 @@ _SCHEMAS: dict[str, Any] = {
             "generated_at": {"type": "string", "format": "date-time"},
             "day": {"type": "string", "format": "date", "description": "the Asia/Shanghai day counted"},
             "queue": _ref("WallboardQueue"),
+            "queues": {
+                "type": "array",
+                "description": "each queue now (the day's counts are the deployment's: records name no queue)",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "waiting", "longest_wait_s", "callbacks_waiting", "service_level_s"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "waiting": {"type": "integer", "description": "callers on the line (callbacks not)"},
+                        "longest_wait_s": {"type": "number"},
+                        "callbacks_waiting": {"type": "integer"},
+                        "service_level_s": {"type": "number", "description": "this queue's threshold"},
+                    },
+                },
+            },
             "agents": {
                 "type": "array",
                 "items": _ref("WallboardAgent"),
@@ -300,11 +340,35 @@ _SCHEMAS: dict[str, Any] = {
 
 # Reachable without a session; the rest needs `Authorization: Bearer <token>`.
 _PUBLIC = {f"{API_PREFIX}/health", f"{API_PREFIX}/openapi.json", f"{API_PREFIX}/login", "/metrics"}
+# What a unit account reaches besides /unit/... and the public paths (auth.UNIT_PATHS): anything
+# else answers it 403.
+_UNIT_PATHS = {f"{API_PREFIX}/me", f"{API_PREFIX}/logout"}
 # Refused (403) to some roles or to other agents' data: an agent acts on his own agent and calls only.
 _RESTRICTED = {
     "getAgent", "loginAgent", "logoutAgent", "setAgentState", "getCall", "wallboard", "getRecording",
     "recordingAccess",
 }  # fmt: skip
+
+
+# The API's parts that live in modules of their own (api_*.py): each has PATHS, SCHEMAS, RESTRICTED
+# (operation ids refused to some roles) and add_routes(app). Imported when the document is built,
+# because they import this module's helpers.
+PARTS = (
+    "hotline.agent_desktop.api_tickets",
+    "hotline.agent_desktop.api_units",
+    "hotline.agent_desktop.api_reports",
+    "hotline.agent_desktop.api_calls",
+)
+
+# Public names for the parts' documents.
+ref = _ref
+json_body = _json
+errors = _errors
+
+
+def parts() -> list[Any]:
+    """The API part modules, in PARTS order."""
+    return [importlib.import_module(name) for name in PARTS]
 
 
 def document() -> dict[str, Any]:
@@ -499,6 +563,13 @@ def document() -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "the recording",
+                        "headers": {
+                            "X-Recording-Gaps": {
+                                "description": "spans with no audio, e.g. 5361-8375 paused (ms from the first "
+                                "sample; paused: silence for sensitive data, disk-low: not recorded); absent: none",
+                                "schema": {"type": "string"},
+                            }
+                        },
                         "content": {
                             kind: {"schema": {"type": "string", "format": "binary"}}
                             for kind in ("audio/wav", "audio/flac", "audio/ogg")
@@ -530,13 +601,28 @@ def document() -> dict[str, Any]:
             }
         },
     }
+    schemas = dict(_SCHEMAS)
+    restricted = set(_RESTRICTED)
+    for part in parts():
+        for path, item in part.PATHS.items():
+            for method, operation in item.items():
+                if method in paths.get(path, {}):
+                    raise ValueError(f"{part.__name__}: {method.upper()} {path} is documented twice")
+                paths.setdefault(path, {})[method] = copy.deepcopy(operation)
+        for name, schema in part.SCHEMAS.items():
+            if name in schemas:
+                raise ValueError(f"{part.__name__}: schema {name} is defined twice")
+            schemas[name] = schema
+        restricted |= set(part.RESTRICTED)
     for path, item in paths.items():
         for operation in item.values():
             if path in _PUBLIC:
                 operation["security"] = []
                 continue
             operation["responses"].update(_errors(401))
-            if operation["operationId"] in _RESTRICTED:
+            # A unit account is refused everything outside its allow-list (auth.py's rules).
+            unit_reaches = path.startswith(f"{API_PREFIX}/unit/") or path in _UNIT_PATHS
+            if operation["operationId"] in restricted or not unit_reaches:
                 operation["responses"].update(_errors(403))
     return {
         "openapi": "3.0.3",
@@ -545,12 +631,14 @@ def document() -> dict[str, Any]:
             "version": "1.0.0",
             "description": "Agents, queue and call records of a 12345 hotline. Errors are "
             '{"error": "<stable id>", "message": "..."}. Roles: an agent sees and changes his own agent '
-            "and calls only, and other callers' numbers masked (138****8000); supervisors and admins "
-            "see and change every agent. With api.auth off every request acts as an admin.",
+            "and calls only; supervisors and admins see and change every agent. The queue and the "
+            "WebSocket show callers' numbers masked (138****8000) to every role; a call, a ticket or "
+            "a call's context carries the whole number, and each such read is audited. Units (承办单位) "
+            "reach only /unit/... and never see the caller. With api.auth off every request acts as an admin.",
         },
         "paths": paths,
         "components": {
-            "schemas": _SCHEMAS,
+            "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "POST /login's token"}},
         },
         "security": [{"bearer": []}],

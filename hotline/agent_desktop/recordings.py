@@ -10,6 +10,8 @@ Rules of this module:
 - Responses are never cached (Cache-Control: no-store) and carry no validators (ETag,
   Last-Modified) that a cache could keep them by.
 - Only admins read the audit (GET /recordings/{call_id}/access).
+- The recording's gaps (paused for sensitive data, or lost to a full disk) are in the
+  X-Recording-Gaps header, so whoever plays it knows which silences were not the call's.
 """
 
 from __future__ import annotations
@@ -153,6 +155,7 @@ async def get_recording(request: web.Request) -> web.StreamResponse:
                 **NO_CACHE,
                 "Content-Type": CONTENT_TYPES.get(recording.format, "application/octet-stream"),
                 "Content-Disposition": f'{disposition}; filename="{call_id}.{recording.format}"',
+                **gaps_header(recording),
             }
         )
         response.content_length = size
@@ -163,6 +166,14 @@ async def get_recording(request: web.Request) -> web.StreamResponse:
         return response
     finally:
         f.close()  # at once, not in a thread: a cancelled request must not leave it open
+
+
+def gaps_header(recording: RecordingView) -> dict[str, str]:
+    """X-Recording-Gaps: the spans with no audio, "<start ms>-<end ms> <reason>, ..." (offsets
+    from the first sample; no end: to the end), e.g. "5361-8375 paused"; none: no header."""
+    gaps = [gap.to_dict() for gap in getattr(recording, "gaps", ())]
+    spans = [f"{g['start_ms']}-{'' if g['end_ms'] is None else g['end_ms']} {g['reason']}" for g in gaps]
+    return {"X-Recording-Gaps": ", ".join(spans)} if spans else {}
 
 
 async def recording_access(request: web.Request) -> web.Response:

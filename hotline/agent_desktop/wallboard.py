@@ -9,6 +9,9 @@ Rules of this module:
 - Waiting callers are the queue's entries whose caller is on the line (an entry being offered
   to an agent included); callback entries (the caller hung up and keeps his place) are counted
   apart and never make the longest wait.
+- With several queues, `queue` holds the totals over all of them (the deployment's), and
+  `queues` each queue's callers now; the day's counts are the deployment's only (call records
+  do not name their queue). The metrics' queue gauges have one series per queue.
 - An alert is raised while the waiting callers reach `alert_depth` or the longest wait reaches
   `alert_wait_s` (0 turns either off). Alerts are computed when asked, not pushed.
 - /metrics is public (scrapers carry no token) like health: it shows counts, never a caller's
@@ -45,6 +48,8 @@ class WallboardSettings:
 
     queue_name: str = "default"
     service_level_s: float = 15.0
+    # Every queue (name, its service-level threshold), the first first; () = queue_name alone.
+    queues: tuple[tuple[str, float], ...] = ()
     alert_depth: int = 10
     alert_wait_s: float = 60.0
     day_zone: tzinfo = SHANGHAI
@@ -54,6 +59,14 @@ class WallboardSettings:
             raise InvalidRequest(f"service_level_s must be positive, got {self.service_level_s!r}")
         if self.alert_depth < 0 or not self.alert_wait_s >= 0:
             raise InvalidRequest("alert_depth and alert_wait_s must not be negative (0: no alert)")
+
+    @property
+    def queue_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.queues) or (self.queue_name,)
+
+    @property
+    def queue_levels(self) -> tuple[tuple[str, float], ...]:
+        return self.queues or ((self.queue_name, self.service_level_s),)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -78,6 +91,10 @@ class Snapshot:
     @property
     def longest_wait_s(self) -> float:
         return max((max(0, self.now_ms - call.arrival_ms) / 1000 for call in self.callers), default=0.0)
+
+    def of_queue(self, name: str, first: str) -> Snapshot:
+        """The same snapshot with only this queue's calls (a call naming no queue is the first's)."""
+        return dataclasses.replace(self, waiting=[c for c in self.waiting if (c.queue or first) == name])
 
 
 class Wallboard:
@@ -152,6 +169,7 @@ class Wallboard:
                 "call_id": status.call_id,
                 "calls_answered": status.calls_answered,
                 "talk_s": round(status.talk_ms / 1000, 1),
+                "device": status.device or "unknown",
             }
             for status in snap.agents
             if status.state is not AgentState.LOGGED_OUT
@@ -178,6 +196,17 @@ class Wallboard:
                 "average_handle_s": _round(stats.average_handle_s, 1),
                 "average_answer_s": _round(stats.average_answer_s, 1),
             },
+            "queues": [
+                {
+                    "name": name,
+                    "waiting": len(own.callers),
+                    "longest_wait_s": round(own.longest_wait_s, 1),
+                    "callbacks_waiting": own.callbacks_waiting,
+                    "service_level_s": level,
+                }
+                for name, level in self.settings.queue_levels
+                for own in (snap.of_queue(name, self.settings.queue_names[0]),)
+            ],
             "agents": agents,
             "alerts": self.alerts(snap),
         }
@@ -191,12 +220,14 @@ class Wallboard:
             states[status.state.value] += 1
         outcomes = {outcome.value: 0 for outcome in Outcome} | stats.by_outcome
         out = _Exposition()
+        first = self.settings.queue_names[0]
+        each = [({"queue": name}, snap.of_queue(name, first)) for name in self.settings.queue_names]
         out.metric("hotline_queue_waiting", "gauge", "Callers waiting in the queue (being offered included, "
-                   "callbacks not).", [(queue, len(snap.callers))])  # fmt: skip
+                   "callbacks not).", [(q, len(own.callers)) for q, own in each])  # fmt: skip
         out.metric("hotline_queue_longest_wait_seconds", "gauge", "Longest wait of a caller in the queue now.",
-                   [(queue, snap.longest_wait_s)])  # fmt: skip
+                   [(q, own.longest_wait_s) for q, own in each])  # fmt: skip
         out.metric("hotline_queue_callbacks_waiting", "gauge", "Callback entries keeping their place in the queue.",
-                   [(queue, snap.callbacks_waiting)])  # fmt: skip
+                   [(q, own.callbacks_waiting) for q, own in each])  # fmt: skip
         out.metric("hotline_agents", "gauge", "Agents known to the queue, by state.",
                    [({**queue, "state": state}, n) for state, n in states.items()])  # fmt: skip
         out.metric("hotline_calls_total", "counter", "Call records of today (Asia/Shanghai) by outcome; "

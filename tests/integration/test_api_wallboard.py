@@ -169,9 +169,9 @@ class TestWallboard:
         }
         assert board["agents"] == [
             {"agent_id": "a1", "name": "张伟", "state": "on_call", "reason": "", "in_state_s": 280.0,
-             "call_id": "c0", "calls_answered": 1, "talk_s": 0.0},
+             "call_id": "c0", "calls_answered": 1, "talk_s": 0.0, "device": "unknown"},
             {"agent_id": "a2", "name": "李娜", "state": "paused", "reason": "小休", "in_state_s": 120.0,
-             "call_id": None, "calls_answered": 0, "talk_s": 0.0},
+             "call_id": None, "calls_answered": 0, "talk_s": 0.0, "device": "unknown"},
         ]  # fmt: skip
         assert [a["kind"] for a in board["alerts"]] == ["longest_wait"]  # 90 s >= 60 s; 3 callers < 10
         assert board["alerts"][0]["value"] == 90.0
