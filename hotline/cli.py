@@ -96,6 +96,22 @@ def ivr_flow(config: Config, library: Any = None) -> Any:
 
     library = library or prompt_library(config)
     spec = select_flow(Path(config.ivr.dir), config.ivr.flow, library.names())
+    from hotline.ivr.spec import QueueNode
+
+    queues = {q.name: q for q in config.queue_configs}
+    nodes = dict(spec.nodes)
+    for node_name, node in spec.nodes.items():
+        if not isinstance(node, QueueNode):
+            continue
+        if node.queue and node.queue not in queues:
+            raise ConfigError(
+                f"ivr flow {config.ivr.flow}: node {node_name!r} names queue {node.queue!r}; queues: {list(queues)}"
+            )
+        # A queue's own announcement interval (queues[].announce_interval_s) overrides the node's.
+        interval = queues[node.queue or config.queue_configs[0].name].announce_interval_s
+        if interval:
+            nodes[node_name] = dataclasses.replace(node, announce_interval_s=interval)
+    spec = dataclasses.replace(spec, nodes=nodes)
     for warning in spec.warnings:
         logger.warning("ivr: %s", warning)
     return spec
@@ -136,53 +152,94 @@ async def run_until_signalled(coro: Any) -> None:
 
 
 def make_queue(config: Config, client: Any) -> Any:
-    """The queue adapter with the queue's policy: every process of a queue must use the same."""
+    """The queue adapter with every queue's policy: every process of a deployment must use the same."""
     from hotline.queue.acd import RedisCallQueue
 
-    return RedisCallQueue(client, config.redis_prefix, config.queue.name, policy=queue_policy(config))
+    policies = queue_policies(config)
+    first, *others = policies.items()
+    return RedisCallQueue(client, config.redis_prefix, first[0], policy=first[1], queues=dict(others))
 
 
 def queue_policy(config: Config) -> Any:
-    """The queue's AcdPolicy from `queue:`; ConfigError naming what is wrong."""
+    """The first queue's AcdPolicy (after checking every queue's); ConfigError naming what is wrong."""
+    return next(iter(queue_policies(config).values()))
+
+
+def queue_policies(config: Config) -> dict[str, Any]:
+    """Each queue's AcdPolicy, by name, the first first; ConfigError naming what is wrong. The
+    first queue's pause_on_agent_failure holds for all (the agents are shared)."""
     from hotline.core.errors import InvalidRequest
     from hotline.queue.acd import AcdPolicy
     from hotline.queue.agent_state import AgentPolicy
     from hotline.queue.routing import DEFAULT_STEPS, Strategy
 
-    q = config.queue
-    steps = DEFAULT_STEPS
-    if q.skill_steps.strip():
+    policies: dict[str, Any] = {}
+    problems: list[str] = []
+    pause = config.queue_configs[0].pause_on_agent_failure
+    for n, q in enumerate(config.queue_configs):
+        where = f"queues[{n}] ({q.name})" if config.queues else "queue"
+        steps = DEFAULT_STEPS
         try:
-            steps = tuple(
-                (float(after), int(level))
-                for after, level in (step.split(":") for step in q.skill_steps.split(",") if step.strip())
+            if q.skill_steps.strip():
+                try:
+                    steps = tuple(
+                        (float(after), int(level))
+                        for after, level in (step.split(":") for step in q.skill_steps.split(",") if step.strip())
+                    )
+                except ValueError:
+                    raise ValueError(f"skill_steps: expected 'after_s:min_level, ...', got {q.skill_steps!r}") from None
+            policies[q.name] = AcdPolicy(
+                agent=AgentPolicy(wrap_up_ms=int(q.wrap_up_s * 1000), pause_on_agent_failure=pause),
+                strategy=Strategy(q.strategy),
+                required_skills=q.skills,
+                skill_steps=steps,
+                service_level_s=q.service_level_s,
+                max_length=q.max_length or None,
+                max_wait_s=q.max_wait_s or None,
+                overflow_target=q.overflow_target,
+                announce_interval_s=q.announce_interval_s or None,
             )
-        except ValueError as exc:
-            raise ConfigError(f"queue.skill_steps: expected 'after_s:min_level, ...', got {q.skill_steps!r}") from exc
-    try:
-        policy = AcdPolicy(
-            agent=AgentPolicy(wrap_up_ms=int(q.wrap_up_s * 1000), pause_on_agent_failure=q.pause_on_agent_failure),
-            strategy=Strategy(q.strategy),
-            required_skills=q.skills,
-            skill_steps=steps,
-            service_level_s=q.service_level_s,
-            max_length=q.max_length or None,
-            max_wait_s=q.max_wait_s or None,
-            overflow_target=q.overflow_target,
-        )
-        if q.overflow_target not in ("", "callback"):
-            raise ValueError(f"overflow_target {q.overflow_target!r}: only 'callback' is carried out so far")
-        if q.overflow_target and not q.max_wait_s:
-            raise ValueError("overflow_target needs max_wait_s")
-    except (ValueError, InvalidRequest) as exc:  # an unknown strategy, a bad skill or step
-        raise ConfigError(f"queue: {exc}") from exc
-    return policy
+            if q.overflow_target == "voicemail" and not 5 <= q.voicemail_max_s <= 600:
+                raise ValueError(f"voicemail_max_s must be 5..600 s, got {q.voicemail_max_s!r}")
+            if q.overflow_target and not (q.max_wait_s or q.max_length):
+                raise ValueError("overflow_target needs max_wait_s or max_length")
+        except (ValueError, InvalidRequest) as exc:  # an unknown strategy, a bad skill or step
+            problems.append(f"{where}: {exc}")
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return policies
 
 
 def open_store(config: Config) -> Any:
     from hotline.tickets.store import SqlTicketStore
 
     return SqlTicketStore(config.tickets_db_url)
+
+
+def ticket_settings(config: Config, store: Any) -> Any:
+    """The API's 工单 settings (api_tickets.TicketSettings). Gives the store every city policy (a
+    ticket keeps the policy it was created under); tickets.policy must name one of them. With ""
+    and several policies, wrap-ups are refused until it is set (warned here)."""
+    from hotline.agent_desktop.api_tickets import TicketSettings
+    from hotline.tickets.policy import load_policies
+
+    t = config.tickets
+    try:
+        policies = load_policies(Path(config.policies_dir))
+    except ConfigError:
+        if t.policy:
+            raise
+        logger.warning("no ticket policies in %s: the API cannot make 工单", config.policies_dir)
+        policies = {}
+    for policy in policies.values():
+        store.add_policy(policy)
+    name = t.policy or (next(iter(policies)) if len(policies) == 1 else None)
+    if t.policy and name not in policies:
+        raise ConfigError(f"tickets.policy: no policy {t.policy!r} in {config.policies_dir}; known: {sorted(policies)}")
+    if name is None and policies:
+        logger.warning("tickets.policy is not set and there are several policies (%s): wrap-ups are refused",
+                       ", ".join(sorted(policies)))  # fmt: skip
+    return TicketSettings(name, t.repeat_window_days, t.duplicate_window_days, t.history_days)
 
 
 def agent_uri_for(config: Config) -> Any:
@@ -197,10 +254,27 @@ def agent_uri_for(config: Config) -> Any:
     return agent_uri
 
 
+def device_probe_for(config: Config) -> Any:
+    """The agents' device probe: Kamailio's registrar, asked over SIP (route[PROBE]) in a thread;
+    None without Kamailio (agents dialled directly: their device state stays unknown)."""
+    if not config.kamailio.enabled:
+        return None
+    from hotline.sip.kamailio import registration_probe
+
+    host = config.sip.host if config.sip.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+
+    async def probe(extension: str) -> bool | None:
+        return await asyncio.to_thread(registration_probe, host, config.sip.port, extension)
+
+    return probe
+
+
 # ------------------------------------------------------------------ worker
 async def run_worker(config: Config, index: int) -> None:
     from hotline.queue.bus import RedisEventBus
+    from hotline.recordings.space import SpaceGuard
     from hotline.runtime.callback import CallbackConfig
+    from hotline.runtime.survey import SurveyConfig as SurveyCallConfig
     from hotline.runtime.worker import Worker, WorkerSettings
     from hotline.sip.endpoint import SipEndpoint
     from hotline.sip.events import SipSettings
@@ -218,18 +292,26 @@ async def run_worker(config: Config, index: int) -> None:
     settings = WorkerSettings(
         worker_id=worker_id,
         recordings_dir=config.recordings_path,
+        recording_format=config.recordings.format,
+        recording_space=SpaceGuard(config.recordings.min_free_mb),
         spool_dir=config.data_path / "spool",
         prompts=load_prompts(config, library),
-        ring_timeout_s=config.queue.ring_timeout_s,
+        ring_timeout_s=config.queue_configs[0].ring_timeout_s,
         prompt_library=library,
         kb_audio=await knowledge_audio(config, library),
         ivr_flow=flow,
         callback=CallbackConfig(
             dial_template=config.callback_dial_template,
-            ring_timeout_s=config.queue.ring_timeout_s,
+            ring_timeout_s=config.queue_configs[0].ring_timeout_s,
             caller_ring_timeout_s=config.callback.caller_ring_timeout_s,
             retry_s=config.callback.retry_s,
             max_attempts=config.callback.max_attempts,
+        ),
+        survey=SurveyCallConfig(
+            dial_template=config.survey.dial_template or config.callback_dial_template,
+            ring_timeout_s=config.survey.ring_timeout_s,
+            answer_timeout_s=config.survey.answer_timeout_s,
+            retries=config.survey.retries,
         ),
     )
     worker = Worker(settings, queue, bus, ticket_status=ticket_status)
@@ -265,13 +347,20 @@ async def run_worker(config: Config, index: int) -> None:
 async def run_control(config: Config) -> None:
     from aiohttp import web
 
+    from hotline.agent_desktop.api_calls import LIVE_CALLS
+    from hotline.agent_desktop.api_tickets import LIVE_CALLS as TICKET_LIVE_CALLS
+    from hotline.agent_desktop.api_tickets import TICKET_SETTINGS
     from hotline.agent_desktop.app import make_app
-    from hotline.agent_desktop.auth import Auth, MemorySessions
+    from hotline.agent_desktop.auth import Auth, principal_from_json, principal_json
     from hotline.agent_desktop.live import LiveHub
     from hotline.agent_desktop.wallboard import WallboardSettings
+    from hotline.core import events as ev
     from hotline.queue.bus import RedisEventBus
     from hotline.queue.leader import RedisLease
+    from hotline.queue.sessions import RedisSessions
     from hotline.runtime.control import Control, ControlSettings
+    from hotline.runtime.ticket_jobs import TicketJobs, TicketJobSettings, parse_hours
+    from hotline.tickets.webhooks import WebhookDelivery
 
     client = redis_client(config)
     queue = make_queue(config, client)
@@ -280,11 +369,12 @@ async def run_control(config: Config) -> None:
     control = Control(
         ControlSettings(
             consumer=f"control-{socket.gethostname()}-{os.getpid()}",
-            ring_timeout_s=config.queue.ring_timeout_s,
+            ring_timeout_s=config.queue_configs[0].ring_timeout_s,
             callback_ring_timeout_s=config.callback.caller_ring_timeout_s,
-            overflow_target=config.queue.overflow_target,
+            overflow_targets={q.name: q.overflow_target for q in config.queue_configs},
+            voicemail_max_s={q.name: q.voicemail_max_s for q in config.queue_configs},
             queue_log=config.data_path / "log" / "queue_log",
-            queue_name=config.queue.name,
+            queue_name=config.queue_configs[0].name,
         ),
         queue,
         bus,
@@ -292,24 +382,48 @@ async def run_control(config: Config) -> None:
         agent_uri_for(config),
         lease=RedisLease(client, "dispatcher", config.redis_prefix),
         recordings=store,
+        webhooks=WebhookDelivery(
+            store,
+            f"control-{socket.gethostname()}-{os.getpid()}",
+            on_alert=lambda alert: bus.publish(ev.ALERT, alert),
+        ),
+        jobs=TicketJobs(
+            TicketJobSettings(
+                clock_interval_s=config.survey.clock_interval_s,
+                survey_hours=parse_hours(config.survey.hours),
+                survey_retry_s=config.survey.retry_s,
+                survey_max_attempts=config.survey.max_attempts,
+                survey_lease_s=config.survey.ring_timeout_s + 240.0,
+                surveys=config.survey.enabled,
+            ),
+            store,
+            bus,
+        ),
+        device_probe=device_probe_for(config),
     )
     auth = None
     if config.api.auth:
         auth = Auth(
             store,
-            MemorySessions(),
+            RedisSessions(
+                client, principal_json, principal_from_json, prefix=config.redis_prefix
+            ),  # shared by every control process
             session_ttl_s=config.api.session_ttl_s,
             failures_per_minute=config.api.login_failures_per_minute,
         )
     else:
         logger.warning("api.auth is off: every API request acts as an admin")
     wallboard = WallboardSettings(
-        queue_name=config.queue.name,
-        service_level_s=config.queue.service_level_s,
+        queue_name=config.queue_configs[0].name,
+        service_level_s=config.queue_configs[0].service_level_s,
+        queues=tuple((q.name, q.service_level_s) for q in config.queue_configs),
         alert_depth=config.wallboard.alert_depth,
         alert_wait_s=config.wallboard.alert_wait_s,
     )
     app = make_app(queue, store, auth=auth, live=LiveHub(bus), wallboard=wallboard, workers=bus)
+    app[LIVE_CALLS] = bus  # the recording pause route sends its command to the call's worker
+    app[TICKET_SETTINGS] = ticket_settings(config, store)
+    app[TICKET_LIVE_CALLS] = bus  # a live call's caller, for its wrap-up and screen pop
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, config.http.host, config.http.port)
@@ -632,12 +746,32 @@ def read_password(args: argparse.Namespace) -> str:
     return sys.stdin.readline().rstrip("\r\n")
 
 
+def units_cmd(config: Config, args: argparse.Namespace) -> int:
+    """The units registry: `units add NAME [--title T] [--webhook URL --secret-env VAR]`, `units list`."""
+    store = open_store(config)
+    try:
+        if args.units_cmd == "add":
+            secret = None
+            if args.secret_env:
+                secret = os.environ.get(args.secret_env)
+                if secret is None:
+                    raise InvalidRequest(f"--secret-env: the variable {args.secret_env} is not set")
+            unit = store.add_unit(args.name, args.title, args.webhook, secret)
+            print(json.dumps(unit.to_dict(), ensure_ascii=False))
+        else:
+            for u in store.list_units():
+                print(f"{u.name}\t{u.title}\t{u.webhook_url or '-'}\t{'enabled' if u.enabled else 'disabled'}")
+        return 0
+    finally:
+        store.close()
+
+
 def accounts_cmd(config: Config, args: argparse.Namespace) -> int:
     store = open_store(config)
     try:
         if args.accounts_cmd == "add":
             agent_id = AgentId(args.agent) if args.agent else None
-            account = store.add_account(args.username, read_password(args), args.role, agent_id)
+            account = store.add_account(args.username, read_password(args), args.role, agent_id, args.unit)
             print(json.dumps(account.to_dict(), ensure_ascii=False))
         elif args.accounts_cmd in ("disable", "enable"):
             account = store.set_account_disabled(args.username, args.accounts_cmd == "disable")
@@ -645,7 +779,7 @@ def accounts_cmd(config: Config, args: argparse.Namespace) -> int:
         else:
             for a in store.list_accounts():
                 state = "disabled" if a.disabled else "enabled"
-                print(f"{a.username}\t{a.role}\t{a.agent_id or ''}\t{state}")
+                print(f"{a.username}\t{a.role}\t{a.agent_id or a.unit or ''}\t{state}")
         return 0
     finally:
         store.close()
@@ -765,7 +899,41 @@ def ticket_show_cmd(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def ticket_stats_cmd(config: Config, args: argparse.Namespace) -> int:
+    """stats (per unit), hot (topics), export (CSV): hotline/tickets/unit_stats.py."""
+    from hotline.core.model import utcnow
+    from hotline.tickets import unit_stats
+
+    now = utcnow()
+    today = unit_stats.local_day(now)
+    given = getattr(args, "since", None), getattr(args, "until", None)  # hot has no period
+    since = unit_stats.parse_date(given[0], "--since") if given[0] else today.replace(day=1)
+    until = unit_stats.parse_date(given[1], "--until") if given[1] else today
+    store = open_store(config)
+    try:
+        if args.tickets_cmd == "hot":
+            hot = store.hot_topics(now, args.days)
+            text = json.dumps(hot.to_dict(), ensure_ascii=False, indent=2) if args.json else None
+            print(text or unit_stats.render_hot_topics(hot))
+        elif args.tickets_cmd == "export":
+            Path(args.csv).write_bytes(store.tickets_csv(since, until, for_units=args.for_units).body)
+            print(f"{args.csv}: {since}..{until}, {'units' if args.for_units else 'hotline (callers masked)'}")
+        else:
+            report = store.unit_report(since, until, now)
+            if args.csv:
+                sys.stdout.buffer.write(unit_stats.units_csv(report))
+            elif args.json:
+                print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+            else:
+                print(unit_stats.render_units_table(report))
+        return 0
+    finally:
+        store.close()
+
+
 def tickets_cmd(config: Config, args: argparse.Namespace) -> int:
+    if args.tickets_cmd in ("stats", "hot", "export"):
+        return ticket_stats_cmd(config, args)
     if args.tickets_cmd == "deadline":
         return deadline_cmd(config, args)
     if args.tickets_cmd == "create":
@@ -870,10 +1038,19 @@ def parser() -> argparse.ArgumentParser:
     acsub = ac.add_subparsers(dest="accounts_cmd", required=True)
     aca = acsub.add_parser("add", help="password from --password-env VAR, a terminal, or stdin's first line")
     aca.add_argument("username")
-    aca.add_argument("--role", required=True, choices=("agent", "supervisor", "admin"))
+    aca.add_argument("--role", required=True, choices=("agent", "supervisor", "admin", "unit"))
     aca.add_argument("--agent", default=None, help="the agent id the account belongs to (required for agents)")
+    aca.add_argument("--unit", default=None, help="the unit (承办单位) a unit account acts for (required for units)")
     aca.add_argument("--password-env", default=None, metavar="VAR", help="read the password from this variable")
     acsub.add_parser("list")
+    un = sub.add_parser("units", help="the units (承办单位) tickets are dispatched to, and their webhooks")
+    unsub = un.add_subparsers(dest="units_cmd", required=True)
+    una = unsub.add_parser("add", help="the HMAC secret from --secret-env VAR, never the command line")
+    una.add_argument("name", help="the unit's name, as tickets carry it (e.g. 区住建局)")
+    una.add_argument("--title", default="", help="full name (default: the name)")
+    una.add_argument("--webhook", default=None, metavar="URL", help="POST the unit's notices here (docs/units.md)")
+    una.add_argument("--secret-env", default=None, metavar="VAR", help="the webhook's signing secret (16+ chars)")
+    unsub.add_parser("list")
     for verb in ("disable", "enable"):
         acsub.add_parser(verb).add_argument("username")
     t = sub.add_parser("tickets", help="call records and tickets")
@@ -910,6 +1087,19 @@ def parser() -> argparse.ArgumentParser:
     td.add_argument("--start", required=True, help='"2025-09-30 10:00" (Asia/Shanghai) or ISO time with offset')
     td.add_argument("--provincial", action="store_true", help="a provincial ticket (省级工单)")
     td.add_argument("--json", action="store_true")
+    period_help = ("first day, Asia/Shanghai (default: the 1st of this month)", "last day, included (default: today)")
+    ts = tsub.add_parser("stats", help="per unit: 按时办结率, 满意率, overdue, 催办, 督办 over a period")
+    tx = tsub.add_parser("export", help="the tickets created in a period as CSV (UTF-8 with BOM)")
+    for parser in (ts, tx):
+        parser.add_argument("--since", default=None, help=period_help[0])
+        parser.add_argument("--until", default=None, help=period_help[1])
+    ts.add_argument("--csv", action="store_true", help="CSV on standard output (UTF-8 with BOM)")
+    ts.add_argument("--json", action="store_true")
+    tx.add_argument("--csv", required=True, metavar="FILE", help="where to write it")
+    tx.add_argument("--for-units", action="store_true", help="the units' file: no caller number at all")
+    th = tsub.add_parser("hot", help="hot topics: kinds, places, areas this week (or the last N days)")
+    th.add_argument("--days", type=int, default=None, help="the last N days including today (default: this week)")
+    th.add_argument("--json", action="store_true")
     asr = sub.add_parser("asr", help="offline speech recognition")
     asub = asr.add_subparsers(dest="asr_cmd", required=True)
     tr = asub.add_parser("transcribe", help="print the transcript of a WAV file")
@@ -961,6 +1151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return doctor(config)
         if args.cmd == "agents":
             return agents_cmd(config, args)
+        if args.cmd == "units":
+            return units_cmd(config, args)
         if args.cmd == "accounts":
             return accounts_cmd(config, args)
         if args.cmd == "tickets":

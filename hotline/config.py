@@ -62,7 +62,7 @@ class QueueConfig:
     wrap_up_s: float = 0.0  # after each call the agent is in wrap-up this long (0: none)
     pause_on_agent_failure: bool = True  # an agent whose phone fails an offer is paused ("no-answer", ...)
     # Which eligible agent gets a call: longest_idle, round_robin, fewest_calls, least_talk_time,
-    # skills_weighted (hotline/queue/routing.py).
+    # skills_weighted, ring_all (hotline/queue/routing.py).
     strategy: str = "longest_idle"
     skills: tuple[str, ...] = ()  # every call of the queue needs these skills
     # How the skill level a call accepts widens as it waits: "after_s:min_level, ..." (0: anyone).
@@ -70,7 +70,13 @@ class QueueConfig:
     service_level_s: float = 15.0  # answered within this counts as in service level (GB/T 33358)
     max_length: int = 0  # calls the queue holds at most (0: no limit); beyond it a caller is not queued
     max_wait_s: float = 0.0  # a caller who waited this long goes to overflow_target (0: never)
-    overflow_target: str = ""  # "callback": told he will be called back at his place, and hung up
+    # Where a caller goes after max_wait_s, or at once when the queue is full (max_length):
+    # "queue:<name>" (another queue, keeping his arrival time), "callback" (told he will be
+    # called back at his place, and hung up), "voicemail" (leaves a message: a call record and a
+    # ticket draft); "" = nowhere (a full queue refuses him: he waits on hold, unqueued).
+    overflow_target: str = ""
+    announce_interval_s: float = 0.0  # position announcements of this queue's callers (0: the flow's)
+    voicemail_max_s: float = 120.0  # overflow_target voicemail: the longest message
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +88,22 @@ class CallbackConfig:
     caller_ring_timeout_s: float = 30.0  # the caller's phone rings this long per attempt
     retry_s: float = 120.0  # a failed attempt is retried after this (the place is kept)
     max_attempts: int = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class SurveyConfig:
+    """回访: the satisfaction call after a unit's reply (hotline/runtime/ticket_jobs.py)."""
+
+    enabled: bool = True  # the control plane's leader calls replied tickets' callers
+    dial_template: str = ""  # "" = as callbacks are dialled (callback.dial_template)
+    # When callers may be phoned, Asia/Shanghai local time; due surveys wait for the next window.
+    hours: tuple[str, ...] = ("09:00-12:00", "14:00-20:00")
+    ring_timeout_s: float = 30.0
+    answer_timeout_s: float = 8.0  # silence after a question before it is asked again
+    retries: int = 2  # a question asked again at most this often (wrong key, silence)
+    retry_s: float = 7200.0  # a caller not reached is tried again after this
+    max_attempts: int = 3
+    clock_interval_s: float = 30.0  # how often due tickets get their lights, 催办 and 督办
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +126,22 @@ class RecordingsConfig:
     # Longer (or shorter) for some kinds of request, by kind id or Chinese name: {投诉: 365}.
     # A recording linked to several kinds is kept for the longest; a legal hold keeps it for ever.
     retention_by_kind: dict[str, int] = dataclasses.field(default_factory=dict)
+    format: str = "wav"  # wav, or flac: converted at call end, checked, the WAV removed (docs/benchmarks.md)
+    # Below this much free space on the recordings volume a call is answered and served but not
+    # recorded (an alert says why); checked before answering and every few seconds while recording.
+    min_free_mb: int = 500
+
+
+@dataclasses.dataclass(frozen=True)
+class TicketsConfig:
+    """工单 from the agent desktop (hotline/agent_desktop/api_tickets.py, hotline/tickets/repeats.py)."""
+
+    # The city policy of new tickets (<policies_dir>/<name>.yaml). The shipped sample is Zibo's; a
+    # city sets its own ("" = the only policy in policies_dir).
+    policy: str = "zibo"
+    repeat_window_days: int = 30  # the same caller again within this: a possible repeat
+    duplicate_window_days: int = 7  # the same place and kind from anyone within this: a possible duplicate
+    history_days: int = 365  # the caller's history on the screen pop, and closed matters raised again (不再受理)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,11 +167,22 @@ class Config:
     http: HttpConfig = dataclasses.field(default_factory=HttpConfig)
     api: ApiConfig = dataclasses.field(default_factory=ApiConfig)
     queue: QueueConfig = dataclasses.field(default_factory=QueueConfig)
+    # Several queues served by the same agents (each a `queue:` section with its name); the
+    # first is the deployment's ACD (its keys are the single queue's) and holds what they share:
+    # ring_timeout_s, pause_on_agent_failure. Empty: the one queue of `queue:`.
+    queues: tuple[QueueConfig, ...] = ()
     callback: CallbackConfig = dataclasses.field(default_factory=CallbackConfig)
+    survey: SurveyConfig = dataclasses.field(default_factory=SurveyConfig)
     asr: AsrConfig = dataclasses.field(default_factory=AsrConfig)
     ivr: IvrConfig = dataclasses.field(default_factory=IvrConfig)
     wallboard: WallboardConfig = dataclasses.field(default_factory=WallboardConfig)
     recordings: RecordingsConfig = dataclasses.field(default_factory=RecordingsConfig)
+    tickets: TicketsConfig = dataclasses.field(default_factory=TicketsConfig)
+
+    @property
+    def queue_configs(self) -> tuple[QueueConfig, ...]:
+        """Every queue, the first being the ACD's: `queues:`, or the one `queue:`."""
+        return self.queues or (self.queue,)
 
     @property
     def data_path(self) -> Path:
@@ -198,6 +247,12 @@ def _convert(value: Any, hint: Any, where: str, errors: list[str]) -> Any:
             return {}
         _, item_hint = typing.get_args(hint)
         return {str(k): _convert(v, item_hint, f"{where}.{k}", errors) for k, v in value.items()}
+    if typing.get_origin(hint) is tuple and dataclasses.is_dataclass(typing.get_args(hint)[0]):
+        if not isinstance(value, list | tuple):
+            errors.append(f"{where}: expected a list of mappings, got {value!r}")
+            return ()
+        item_hint = typing.get_args(hint)[0]
+        return tuple(_convert(item, item_hint, f"{where}[{n}]", errors) for n, item in enumerate(value))
     if typing.get_origin(hint) is tuple:
         # A list in YAML, or comma-separated text (from an environment variable).
         items = value.split(",") if isinstance(value, str) else value
@@ -280,13 +335,51 @@ def load(path: str | None = None, environ: typing.Mapping[str, str] | None = Non
     for kind, days in retentions.items():
         if days < 1:
             errors.append(f"recordings.retention{'_by_kind.' + kind if kind else '_days'}: at least 1 day")
+    if config.recordings.format not in ("wav", "flac"):
+        errors.append("recordings.format: one of wav, flac")
+    if config.recordings.min_free_mb < 0:
+        errors.append("recordings.min_free_mb: must not be negative (0: never stop recording)")
+    t = config.tickets
+    if min(t.repeat_window_days, t.duplicate_window_days, t.history_days) < 1:
+        errors.append("tickets.repeat_window_days, duplicate_window_days, history_days: at least 1 day")
+    sv = config.survey
+    try:
+        from hotline.runtime.ticket_jobs import parse_hours
+
+        parse_hours(sv.hours)
+    except ValueError as exc:
+        errors.append(str(exc))
+    if sv.retries < 0 or sv.max_attempts < 1 or min(sv.ring_timeout_s, sv.answer_timeout_s, sv.retry_s) <= 0:
+        errors.append("survey: retries >= 0, max_attempts >= 1, and positive ring, answer and retry times")
     if config.wallboard.alert_depth < 0 or config.wallboard.alert_wait_s < 0:
         errors.append("wallboard.alert_depth, wallboard.alert_wait_s: must not be negative (0: no alert)")
+    errors += _queue_errors(config)
     if config.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         errors.append("log_level: one of DEBUG, INFO, WARNING, ERROR")
     if errors:
         raise ConfigError(f"{file}: " + "; ".join(errors))
     return typing.cast(Config, config)
+
+
+def _queue_errors(config: Config) -> list[str]:
+    """Names unique, overflow targets that exist; the rest is checked where the policies are
+    built (cli.queue_policies)."""
+    errors: list[str] = []
+    if config.queues and config.queue != QueueConfig():
+        errors.append("queue, queues: set one of them (queues: lists every queue)")
+    names = [q.name for q in config.queue_configs]
+    for n, q in enumerate(config.queue_configs):
+        where = f"queues[{n}]" if config.queues else "queue"
+        if not q.name or any(ch in "{}" or ch.isspace() for ch in q.name):
+            errors.append(f"{where}.name: a name without spaces or braces, got {q.name!r}")
+        elif names.count(q.name) > 1:
+            errors.append(f"{where}.name: {q.name!r} is used by another queue")
+        target = q.overflow_target
+        if target.startswith("queue:") and (target[6:] == q.name or target[6:] not in names):
+            errors.append(f"{where}.overflow_target: {target!r} names no other queue; queues: {names}")
+        elif target not in ("", "callback", "voicemail") and not target.startswith("queue:"):
+            errors.append(f'{where}.overflow_target: "", "callback", "voicemail" or "queue:<name>", got {target!r}')
+    return errors
 
 
 __all__ = ["Config", "ConfigError", "load"]

@@ -22,6 +22,10 @@ AGENT_AUTOPAUSED = "agent.autopaused"  # data: agent_id, reason, call_id
 AGENT_STATE = "agent.state"
 # Something needs a person: data: alert (e.g. "dispatch-stalled"), details, by (which process).
 ALERT = "alert"
+# What became of a call control (or of a leg it dialled): data: call_id, action (the command's,
+# or "transfer-answered", "conference-answered", "monitor-answered"), status ("done",
+# "failed"), detail (why, or the target), by.
+CALL_CONTROL = "call.control"
 
 # control plane -> worker (stream keys.worker_commands(worker_id))
 CMD_OFFER = "offer"  # data: call_id, agent_id, offer_id, agent_uri, ring_timeout_s
@@ -34,6 +38,21 @@ CMD_SPEECH = "speech"
 CMD_CALLBACK = "callback"
 # The caller waited the queue's max wait: data: call_id, target ("callback").
 CMD_OVERFLOW = "overflow"
+# Pause (true) or resume (false) the call's recording, from the agent desktop API: data: call_id,
+# paused (bool), by (who asked). The paused span is silence in the file and a marked gap.
+CMD_RECORDING = "recording"
+# Dial a 回访 (satisfaction survey): data: survey_id, attempt, ticket, caller (the number).
+CMD_SURVEY = "survey"
+# A connected call's controls, from the agent desktop API (hotline.runtime.call_controls):
+# data: call_id, action, by, and per action: hold {held}, mute {muted}, dtmf {digits}, hangup,
+# transfer {mode: blind|attended, agent_id, uri, extension | number | queue: true}, transfer-complete,
+# transfer-cancel, conference {number}, monitor {mode: listen|whisper|barge, uri}.
+CMD_CALL_CONTROL = "call-control"
+MONITOR_MODES = ("listen", "whisper", "barge")
+TRANSFER_MODES = ("blind", "attended")
+TRANSFER_PAUSE = "转接通话"  # the pause reason of an agent a call is being transferred to
+DTMF_DIGITS = r"^[0-9*#A-Da-d]{1,32}$"  # what call-control dtmf sends
+DIALABLE = r"^\+?[0-9*#]{1,32}$"  # a number call controls dial through the dial template
 
 # speech service -> anyone (desktop, wallboard): the ticket draft as it updates.
 # data: call_id, text, final, draft (Draft.to_dict())
@@ -55,3 +74,12 @@ def decode(fields: dict[str, str]) -> tuple[str, dict[str, Any]]:
     if not isinstance(data, dict):
         raise ValueError(f"stream entry data is not an object: {raw!r}")
     return kind, data
+
+
+# A survey call was answered: its caller's side is recorded into `tap` (a growing 8 kHz WAV)
+# for the speech service, which sends the worker `speech` with what the caller says
+# (answers may be spoken). data: call_id, tap, worker_id, survey_id.
+SURVEY_LISTENING = "survey.listening"
+# A survey attempt ended: data: survey_id, attempt, ticket, call_id, status (hotline.ivr.survey
+# SurveyStatus), process, result (1-3 or ""), reason.
+SURVEY_ENDED = "survey.ended"

@@ -30,6 +30,10 @@ class Outcome(enum.StrEnum):
     CALLBACK_REQUESTED = "callback_requested"
     SELF_SERVED = "self_served"  # the IVR answered the caller (knowledge base, ticket status)
     CALLBACK_FAILED = "callback_failed"  # a callback whose caller never answered, after retries
+    SURVEY = "survey"  # an outbound 回访 call (its reason says whether the caller was reached and rated)
+    # Overflowed to voicemail: the caller left a message (the call's recording; its ticket draft
+    # comes from the speech service as for any queued call). Neither answered nor abandoned.
+    VOICEMAIL = "voicemail"
 
 
 class AgentState(enum.StrEnum):

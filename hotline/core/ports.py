@@ -40,6 +40,10 @@ class Offer:
     caller: str = ""
     attempt: int = 0
     skills: tuple[str, ...] = ()  # what the call itself asked for (the queue's own come on top)
+    queue: str = ""  # the queue the call waited in ("": the only one)
+    # A ring_all queue: every offer of the call's group (this one first), each to its own
+    # agent, all ringing at once; the first to answer takes the call. () for a single offer.
+    ring: tuple[Offer, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -56,6 +60,10 @@ class AgentStatus:
     skills: dict[str, int] = dataclasses.field(default_factory=dict, hash=False)
     calls_answered: int = 0
     talk_ms: int = 0
+    # His softphone as the control plane last found it at Kamailio's registrar: "registered",
+    # "unreachable" (not offered calls, even when AVAILABLE), "" (not probed: unknown).
+    device: str = ""
+    extension: str = ""  # his softphone's SIP user (at login), what the device probe asks about
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -71,6 +79,9 @@ class WaitingCall:
     callback: bool = False  # the caller hung up and waits to be called back (keeps the place)
     retry_at_ms: int | None = None  # a callback whose last attempt failed: not offered before
     skills: tuple[str, ...] = ()  # the call's own required skills (the queue's come on top)
+    queue: str = ""  # the queue it waits in (position counts within it)
+    entered_ms: int | None = None  # when it entered that queue (after an overflow: later than arrival)
+    overflow_now: bool = False  # its queue was full: the control plane overflows it at once
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -200,10 +211,16 @@ class CallQueue(Protocol):
         arrival_ms: int,
         priority: Priority = Priority.NORMAL,
         skills: tuple[str, ...] = (),
+        queue: str = "",
     ) -> int:
-        """Adds the call (no-op if present), needing `skills` on top of the queue's; returns its
-        1-based position, or QUEUE_FULL when the queue is at its max length (the call is not
-        queued: the IVR overflows it)."""
+        """Adds the call (no-op if present) to `queue` ("": the first), needing `skills` on top
+        of the queue's; returns its 1-based position in the queue that took it (a full queue
+        overflows to its overflow queue), or QUEUE_FULL when it could not be queued (full, and
+        nowhere to overflow to)."""
+
+    async def move_to_queue(self, call_id: CallId, queue: str, now_ms: int) -> int | None:
+        """A waiting call moves to another queue keeping its arrival time; its position there,
+        0 if offered or a callback, None if not queued, QUEUE_FULL if that queue is full."""
 
     async def abandon(self, call_id: CallId) -> bool:
         """Removes a waiting or offered entry (caller hung up); True if it was there."""
@@ -226,8 +243,9 @@ class CallQueue(Protocol):
         """Seconds until an agent is likely free for this call; 0 while offered; None if the
         call is not queued or no agent is staffed."""
 
-    async def waiting(self, now_ms: int | None = None) -> list[WaitingCall]:
-        """Waiting calls in the order they will be offered; with now_ms, with wait estimates."""
+    async def waiting(self, now_ms: int | None = None, queue: str | None = None) -> list[WaitingCall]:
+        """Waiting calls (of `queue`, or of every queue) in the order they will be offered;
+        with now_ms, with wait estimates."""
 
     async def agent_login(self, agent: Agent, now_ms: int, by: Actor = Actor.AGENT) -> AgentStatus: ...
 
@@ -247,6 +265,10 @@ class CallQueue(Protocol):
     async def agent_status(self, agent_id: AgentId) -> AgentStatus: ...
 
     async def agents(self) -> list[AgentStatus]: ...
+
+    async def set_device(self, agent_id: AgentId, device: str, now_ms: int) -> AgentStatus:
+        """Records his softphone's state ("registered", "unreachable", "": unknown); an
+        unreachable agent is not offered calls."""
 
     async def dispatch_once(self, now_ms: int, lease_ms: int, callback_lease_ms: int | None = None) -> Offer | None:
         """Atomically reserve an agent for the first waiting call one can take (by default the

@@ -2,8 +2,9 @@
 
 Rules of this module:
 - it reads the event stream with its own consumer group (`speech`). A `call.queued` entry
-  starts following the caller's tap (the worker's growing recording of the caller's leg) in the
-  recognition pool; `call.ended` tells the follow the call ended. Both entries are acknowledged
+  (or `survey.listening`: a 回访 call, whose answers may be spoken) starts following the
+  caller's tap (the worker's growing recording of the caller's leg) in the recognition pool;
+  `call.ended` tells the follow the call ended. Both entries are acknowledged
   only once the call's draft is saved, so a crash re-delivers them (pending entries are re-read
   at start-up and after Redis comes back) and the call is recognised again, from its tap if the
   call still goes on, else from its recording. Saving is idempotent by call id;
@@ -213,7 +214,7 @@ class SpeechService:
                 self._workers[call_id] = WorkerId(str(data["worker_id"]))
                 if len(self._workers) > 100_000:  # calls whose end this service never saw
                     self._workers.pop(next(iter(self._workers)))
-        elif kind == ev.CALL_QUEUED and call_id:
+        elif kind in (ev.CALL_QUEUED, ev.SURVEY_LISTENING) and call_id:
             await self._queued(entry_id, call_id, data)
             return
         elif kind == ev.CALL_ENDED and call_id:

@@ -38,9 +38,14 @@ from hotline.core.model import (
 from hotline.core.ports import QUEUE_FULL, CallQueue
 from hotline.ivr import flow as fl
 from hotline.ivr.spec import FlowSpec
+from hotline.recordings.call import CallRecording, SpaceWatch, disk_alert
+from hotline.recordings.compress import store_as
+from hotline.recordings.space import SpaceGuard
+from hotline.runtime.call_controls import CallControls
 from hotline.runtime.callback import CallbackConfig, CallbackRunner
 from hotline.runtime.legs import close_stereo, epoch_ms, failure_reason, leg_file
 from hotline.runtime.lost import settle_lost_call
+from hotline.runtime.survey import SurveyConfig, SurveyRunner
 from hotline.sip.events import (
     CallRejected,
     DtmfReceived,
@@ -55,6 +60,8 @@ logger = logging.getLogger(__name__)
 
 HEARTBEAT_MS = 1000
 HEARTBEAT_TTL_MS = 3000
+SPACE_CHECK_S = 2.0  # how often the recordings volume is checked while calls are recorded
+NO_SPACE_CHECK = SpaceGuard(0)
 # The ticket store's status of a ticket number (None: no such ticket), for the IVR's lookup.
 TicketStatus = Callable[[str], Awaitable[str | None]]
 
@@ -71,6 +78,7 @@ class Sip(Protocol):
     async def stop_play(self, leg_id: str) -> None: ...
     async def record(self, leg_id: str, wav_path: str) -> None: ...
     async def stop_record(self, wav_path: str) -> None: ...
+    async def mute_record(self, wav_path: str, muted: bool) -> None: ...
     async def dial(self, uri: str, leg_id: str, headers: dict[str, str] | None = None) -> None: ...
     async def bridge(self, leg_a: str, leg_b: str) -> None: ...
 
@@ -82,6 +90,7 @@ class WorkerBus(Protocol):
     async def read_commands(
         self, worker_id: WorkerId, last_id: str, block_ms: int
     ) -> list[tuple[str, str, dict[str, Any]]]: ...
+    async def newest_command_id(self, worker_id: WorkerId) -> str: ...
     async def heartbeat(self, worker_id: WorkerId, ttl_ms: int, info: dict[str, Any]) -> None: ...
     async def track_call(self, worker_id: WorkerId, call_id: CallId, info: dict[str, Any]) -> None: ...
     async def tracked_calls(self, worker_id: WorkerId) -> dict[CallId, dict[str, Any]]: ...
@@ -105,6 +114,9 @@ class WorkerSettings:
     kb_audio: Any = None  # hotline.runtime.kb_audio.KbAudio: knowledge-base entry id → prompt name
     ivr_flow: FlowSpec | None = None  # the city's flow (config/ivr/<ivr.flow>.yaml); None: the queue alone
     callback: CallbackConfig | None = None  # how callbacks are dialled; None: this worker takes none
+    recording_format: str = "wav"  # recordings.format: wav, or flac (converted at call end)
+    recording_space: SpaceGuard = NO_SPACE_CHECK  # recordings.min_free_mb (0: not checked)
+    survey: SurveyConfig | None = None  # how 回访 calls are dialled; None: this worker makes none
 
 
 def new_call_id(now: datetime) -> CallId:
@@ -123,10 +135,14 @@ class CallSession:
     queued_at: datetime | None = None
     connected_at: datetime | None = None
     recording: Path | None = None
+    rec: CallRecording | None = None  # the recording's pauses, cut and missing reason (recordings/call.py)
     agent_leg: str | None = None
     agent_leg_offer: str | None = None
     agent_answered: bool = False
     agent_legs: int = 0
+    # A ring_all group's legs still ringing, leg id -> offer id; the first to answer becomes
+    # agent_leg (hotline/ivr/flow.py hangs up the others).
+    ringing: dict[str, str] = dataclasses.field(default_factory=dict)
     recorded: bool = False  # its CallRecord has been made
     language: str | None = None  # the prompts' language (None: the library's default); SetLanguage
     timer: asyncio.TimerHandle | None = None
@@ -156,6 +172,7 @@ class Worker:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
         self._spool = settings.spool_dir / f"{settings.worker_id}.jsonl"
+        self._space = SpaceWatch(settings.recording_space, settings.recordings_dir)
         kb = settings.kb_audio
         flow_settings = fl.FlowSettings(
             greeting_s=settings.prompts["greeting"].seconds,
@@ -166,6 +183,7 @@ class Worker:
             kb_prompts={a.entry_id: a.prompt for a in kb.answers.values()} if kb is not None else None,
         )
         self._flow_settings = flow_settings
+        self.controls = CallControls(self)  # hold, transfer, monitor ... of connected calls
         self.callbacks: CallbackRunner | None = None
         if settings.callback is not None:
             self.callbacks = CallbackRunner(
@@ -181,12 +199,29 @@ class Worker:
                 self.spawn,
                 clock,
             )
+        self.surveys: SurveyRunner | None = None
+        if settings.survey is not None:
+            self.surveys = SurveyRunner(
+                settings.worker_id,
+                settings.survey,
+                bus,
+                bus,
+                self.deliver,
+                settings.recordings_dir,
+                lambda names: self._prompt_file(names, None),
+                self._prompt_seconds,
+                new_call_id,
+                self.spawn,
+                clock,
+            )
 
     # ------------------------------------------------------------ lifecycle
     def attach(self, sip: Sip) -> None:
         self.sip = sip
         if self.callbacks is not None:
             self.callbacks.sip = sip
+        if self.surveys is not None:
+            self.surveys.sip = sip
 
     def _prompt_seconds(self, name: str) -> float:
         library = self.settings.prompt_library
@@ -210,6 +245,7 @@ class Worker:
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
             asyncio.create_task(self._command_loop(), name="commands"),
             asyncio.create_task(self._spool_loop(), name="spool"),
+            asyncio.create_task(self._space_loop(), name="space"),
         ]
         await self._stop.wait()
         for task in loops:
@@ -249,12 +285,16 @@ class Worker:
         """Ends every live call with a record before the endpoint goes (worker stopping)."""
         if self.callbacks is not None:
             await self.callbacks.shutdown()
+        if self.surveys is not None:
+            await self.surveys.shutdown()
         for session in list(self.sessions.values()):
             if session.finished:
                 continue
             connected = session.flow.phase == fl.Phase.CONNECTED
             callback = session.flow.phase == fl.Phase.CALLBACK  # the queue keeps its entry
             outcome = Outcome.ANSWERED if connected else Outcome.CALLBACK_REQUESTED if callback else Outcome.FAILED
+            if session.flow.phase == fl.Phase.VOICEMAIL:
+                outcome = Outcome.VOICEMAIL  # the message so far is in the recording
             if session.flow.in_queue:
                 with contextlib.suppress(Unavailable):
                     await self.queue.abandon(session.call_id)
@@ -263,9 +303,10 @@ class Worker:
             if self.sip is not None:
                 with contextlib.suppress(Exception):
                     await self.sip.hangup(session.caller_leg, 503)
-                if session.agent_leg is not None:
-                    with contextlib.suppress(Exception):
-                        await self.sip.hangup(session.agent_leg, 503)
+                for leg in [session.agent_leg, *session.ringing]:
+                    if leg is not None:
+                        with contextlib.suppress(Exception):
+                            await self.sip.hangup(leg, 503)
         pending = [t for t in self._tasks if not t.done()]
         if pending:
             await asyncio.wait(pending, timeout=5)
@@ -298,8 +339,15 @@ class Worker:
             return
         if self.callbacks is not None and self.callbacks.on_sip_event(event):
             return
+        if self.surveys is not None and self.surveys.on_sip_event(event):
+            return
+        if self.controls.on_sip_event(event):
+            return
         session = self.by_leg.get(event.leg_id)
         if session is None:
+            return
+        if event.leg_id in session.ringing:
+            self._on_ring_leg(session, event)
             return
         is_agent = event.leg_id == session.agent_leg
         if isinstance(event, MediaReady):
@@ -363,11 +411,31 @@ class Worker:
             else:
                 self._feed(session, fl.AgentFailed(offer, failure_reason(event.status_code)))
 
+    def _on_ring_leg(self, session: CallSession, event: Any) -> None:
+        """A leg of a ring_all group: the first answer makes it the agent leg; any other answer
+        or end goes to the flow, which hangs up or reports it."""
+        if not isinstance(event, LegStateChanged):
+            return  # its media is wired once it is the agent leg
+        offer = session.ringing[event.leg_id]
+        if event.state == LegState.CONFIRMED:
+            if session.agent_leg is None:
+                session.ringing.pop(event.leg_id)
+                session.agent_leg, session.agent_leg_offer, session.agent_answered = event.leg_id, offer, True
+            self._feed(session, fl.AgentAnswered(offer))
+        elif event.state == LegState.DISCONNECTED:
+            session.ringing.pop(event.leg_id)
+            self.by_leg.pop(event.leg_id, None)
+            self._feed(session, fl.AgentFailed(offer, failure_reason(event.status_code)))
+
     # ------------------------------------------------------------ commands from the control plane
     async def _command_loop(self) -> None:
-        last_id = "$"
+        # Only commands sent from now on, from an explicit id: "$" on every blocking read would
+        # lose a command sent between two reads (seen: a 回访 call never dialled).
+        last_id: str | None = None
         while True:
             try:
+                if last_id is None:
+                    last_id = await self.bus.newest_command_id(self.settings.worker_id)
                 entries = await self.bus.read_commands(self.settings.worker_id, last_id, 1000)
             except Unavailable as exc:
                 logger.warning("reading commands: %s", exc)
@@ -388,19 +456,32 @@ class Worker:
             if session is None:
                 self.spawn(self._report_failed(offer_id, "no-such-call"), f"offer-{offer_id}")
                 return
-            self._feed(session, fl.OfferReceived(offer_id, str(data["agent_id"]), str(data["agent_uri"])))
+            group = tuple(str(o) for o in data.get("group") or ())  # a ring_all group's offer ids
+            self._feed(session, fl.OfferReceived(offer_id, str(data["agent_id"]), str(data["agent_uri"]), group))
         elif kind == ev.CMD_HANGUP and session is not None and self.sip is not None:
             self.spawn(self.sip.hangup(session.caller_leg), f"hangup-{call_id}")
         elif kind == ev.CMD_SPEECH and session is not None:
             self._feed(session, _speech_result(data))
+        elif kind == ev.CMD_SPEECH and self.surveys is not None:
+            self.surveys.on_speech(call_id, str(data.get("text") or ""))
         elif kind == ev.CMD_OVERFLOW and session is not None:
-            self._feed(session, fl.Overflow(str(data.get("target") or "")))
+            self._feed(session, fl.Overflow(str(data.get("target") or ""), float(data.get("max_s") or 0)))
+        elif kind == ev.CMD_RECORDING and session is not None:
+            paused, by = _truthy(data.get("paused")), str(data.get("by") or "")
+            self.spawn(self._pause_recording(session, paused, by), f"recording-{call_id}")
+        elif kind == ev.CMD_CALL_CONTROL:
+            self.controls.command(session, data)
         elif kind == ev.CMD_CALLBACK:
             if self.callbacks is None or self.sip is None:
                 offer_id = str(data["offer_id"])
                 self.spawn(self._report_failed(offer_id, "no-callbacks-here"), f"offer-{offer_id}")
             else:
                 self.callbacks.start(data)
+        elif kind == ev.CMD_SURVEY:
+            if self.surveys is None or self.sip is None:
+                logger.error("survey %s sent to a worker that makes no survey calls", data.get("survey_id"))
+            else:
+                self.surveys.start(data)
 
     # ------------------------------------------------------------ the flow
     def _feed(self, session: CallSession, event: fl.Event) -> None:
@@ -438,9 +519,12 @@ class Worker:
             await sip.answer(s.caller_leg, 200)
             s.answered_at = utcnow()
         elif isinstance(c, fl.StartRecording):
-            s.recording = self._recording_path(s)
-            s.recording.parent.mkdir(parents=True, exist_ok=True)
-            await sip.record(s.caller_leg, str(leg_file(s.recording, "caller")))
+            # A full recordings volume costs the recording, never the call (recordings/call.py).
+            s.rec, stereo = CallRecording(s.call_id), self._recording_path(s)
+            check = await s.rec.start(sip, s.caller_leg, leg_file(stereo, "caller"), self._space.guard, self.clock)
+            s.recording = stereo if check.ok else None
+            if self._space.note(check):
+                await self._alert(disk_alert(self.settings.worker_id, check, s.call_id))
         elif isinstance(c, fl.Play | fl.PlaySequence):
             names = (c.prompt,) if isinstance(c, fl.Play) else c.prompts
             path = self._prompt_file(names, s.language)
@@ -453,12 +537,12 @@ class Worker:
         elif isinstance(c, fl.Enqueue):
             s.queued_at = utcnow()
             position = await self.queue.enqueue(
-                s.call_id, self.settings.worker_id, s.incoming.caller, epoch_ms(), skills=c.skills
+                s.call_id, self.settings.worker_id, s.incoming.caller, epoch_ms(), skills=c.skills, queue=c.queue
             )
             if position == QUEUE_FULL:
-                # The queue's max_length: nobody is lost, the caller keeps waiting on hold and
-                # the alert says why; overflow (another queue, callback, voicemail) is the
-                # control plane's (overflow_due), not implemented yet.
+                # The queue is full and has nowhere to overflow to (a full queue with an overflow
+                # target takes the call all the same, for the control plane to overflow it at
+                # once): nobody is lost, the caller keeps waiting on hold and the alert says why.
                 logger.error("call %s: queue full, not queued", s.call_id)
                 with contextlib.suppress(Unavailable):
                     await self.bus.publish(ev.ALERT, {"alert": "queue-full", "call_id": s.call_id})
@@ -476,6 +560,18 @@ class Worker:
                         "worker_id": self.settings.worker_id,
                     },
                 )
+        elif isinstance(c, fl.DialAgent) and c.ring:
+            s.agent_legs += 1
+            leg = f"out-{s.call_id}-{s.agent_legs}"
+            s.ringing[leg] = c.offer_id
+            self.by_leg[leg] = s
+            try:
+                await sip.dial(c.agent_uri, leg, {"X-Hotline-Call-Id": s.call_id})
+            except Exception as exc:
+                logger.warning("call %s: dialling %s failed: %s", s.call_id, c.agent_uri, exc)
+                self.by_leg.pop(leg, None)
+                s.ringing.pop(leg, None)
+                self._feed(s, fl.AgentFailed(c.offer_id, "unreachable"))
         elif isinstance(c, fl.DialAgent):
             s.agent_leg_offer = c.offer_id
             s.agent_answered = False
@@ -491,13 +587,15 @@ class Worker:
                 s.agent_leg = None
                 self._feed(s, fl.AgentFailed(c.offer_id, "unreachable"))
         elif isinstance(c, fl.HangupAgent):
+            for leg in [leg for leg, offer in s.ringing.items() if offer == c.offer_id]:
+                await sip.hangup(leg, 487)  # a ring_all leg another agent beat (or the caller left)
             if s.agent_leg is not None and s.agent_leg_offer == c.offer_id:
                 await sip.hangup(s.agent_leg, 487 if not s.agent_answered else 200)
         elif isinstance(c, fl.Bridge):
             assert s.agent_leg is not None
             await sip.bridge(s.caller_leg, s.agent_leg)
-            if s.recording is not None:
-                await sip.record(s.agent_leg, str(leg_file(s.recording, "agent")))
+            if s.recording is not None and s.rec is not None:
+                await s.rec.add_leg(sip, s.agent_leg, leg_file(s.recording, "agent"))
             s.connected_at = utcnow()
         elif isinstance(c, fl.ReportOfferAnswered):
             if not await self.queue.offer_answered(OfferId(c.offer_id), epoch_ms()):
@@ -583,6 +681,10 @@ class Worker:
         if s.timer is not None:
             s.timer.cancel()
         self.sessions.pop(s.call_id, None)
+        if s.rec is not None:
+            s.rec.finish(self.clock())  # a call ending while paused closes the gap
+        last_agent, notes = self.controls.finished(s)  # a transfer changes who had the call
+        agent = last_agent or s.flow.agent_id
         recording = await self._close_recording(s)
         record = CallRecord(
             call_id=s.call_id,
@@ -595,30 +697,56 @@ class Worker:
             queued_at=s.queued_at,
             connected_at=s.connected_at if c.outcome == Outcome.ANSWERED else None,
             ended_at=utcnow(),
-            agent_id=AgentId(s.flow.agent_id) if s.flow.agent_id else None,
+            agent_id=AgentId(agent) if agent else None,
             dtmf=s.flow.digits,
             recording_path=recording,
             hangup_by=c.hangup_by,
-            reason=c.reason,
+            reason="; ".join(r for r in (c.reason, notes) if r),
         )
         logger.info("call %s ended: %s (by %s)", s.call_id, c.outcome.value, c.hangup_by)
         if c.outcome == Outcome.ANSWERED:
             with contextlib.suppress(Unavailable):
                 await self.queue.call_finished(s.call_id, epoch_ms())
-        await self.deliver(record)
+        await self.deliver(record, extra=s.rec.event_fields(recording is not None) if s.rec is not None else None)
 
     async def _close_recording(self, s: CallSession) -> str | None:
-        """Stops the leg recorders and merges them into the stereo call recording."""
+        """Stops the leg recorders, merges them into the stereo call recording and stores it in
+        recordings.format (FLAC: converted and checked in a thread, recordings/compress.py)."""
         if s.recording is None:
             return None
-        return await close_stereo(self.sip, s.recording, s.call_id)
+        path = await close_stereo(self.sip, s.recording, s.call_id)
+        if path is None or self.settings.recording_format == "wav":
+            return path
+        return str(await asyncio.to_thread(store_as, Path(path), self.settings.recording_format))
 
-    async def deliver(self, record: CallRecord, only_if_new: bool = False) -> None:
+    async def _pause_recording(self, s: CallSession, paused: bool, by: str) -> None:
+        """CMD_RECORDING: pauses or resumes both legs' recorders, in order with the call's commands."""
+        async with s.lock:
+            if s.rec is not None and not s.finished and self.sip is not None:
+                await s.rec.set_paused(self.sip, paused, by, self.clock)
+
+    async def _space_loop(self) -> None:
+        """While calls are recorded, a volume running low cuts their recordings (and alerts once)."""
+        while True:
+            await asyncio.sleep(SPACE_CHECK_S)
+            recording = [s.rec for s in self.sessions.values() if s.rec is not None and s.rec.gaps.recording]
+            if recording and self.sip is not None:
+                check = await self._space.sweep(recording, self.sip, self.clock)
+                if check is not None:
+                    await self._alert(disk_alert(self.settings.worker_id, check, None))
+
+    async def _alert(self, data: dict[str, Any]) -> None:
+        logger.error("ALERT %s: %s", data.get("alert"), data.get("message", ""))
+        with contextlib.suppress(Unavailable):
+            await self.bus.publish(ev.ALERT, data)
+
+    async def deliver(self, record: CallRecord, only_if_new: bool = False, extra: dict[str, Any] | None = None) -> None:
         """Publishes the call record; on failure it goes to the spool and is retried.
 
         only_if_new: the ticket writer keeps an existing record of that call (a real end beats
-        a "failed" guessed after a crash)."""
-        data = record.to_dict()
+        a "failed" guessed after a crash). extra: more fields for the ticket writer (the
+        recording's gaps, recordings/call.py)."""
+        data = record.to_dict() | (extra or {})
         if only_if_new:
             data["only_if_new"] = True
         try:
@@ -628,7 +756,7 @@ class Worker:
             logger.warning("call %s: record spooled (%s)", record.call_id, exc)
             self._spool.parent.mkdir(parents=True, exist_ok=True)
             with self._spool.open("a", encoding="utf-8") as f:
-                f.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
+                f.write(json.dumps(record.to_dict() | (extra or {}), ensure_ascii=False) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
 
@@ -675,6 +803,7 @@ class Worker:
         while True:
             try:
                 callbacks = self.callbacks.active if self.callbacks is not None else 0
+                callbacks += self.surveys.active if self.surveys is not None else 0
                 info = {"calls": len(self.sessions) + callbacks, "rejected": self.rejected, "pid": os.getpid()}
                 await self.bus.heartbeat(self.settings.worker_id, HEARTBEAT_TTL_MS, info)
             except Unavailable as exc:

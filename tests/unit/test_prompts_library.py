@@ -178,7 +178,7 @@ CATALOG_NAMES = [
     "lookup_not_found", "lookup_result", "lookup_status_is", "status_accepted", "status_dispatched",
     "status_handling", "status_extended", "status_replied", "status_survey", "status_closed",
     "status_terminated", "self_service_ask", "self_service_no_match", "self_service_more", "language_menu",
-    "goodbye", "survey_intro", "survey_process", "survey_result", "survey_thanks",
+    "goodbye", "survey_intro", "survey_process", "survey_result", "survey_thanks", "voicemail",
     *(f"digit_{d}" for d in range(10)), *(f"num_{d}" for d in range(10)),
     "num_2_liang", "num_10", "num_100", "num_1000", "num_10000",
 ]  # fmt: skip
