@@ -140,6 +140,7 @@ class _Call:
     following: Following | None = None
     emergency_raised: bool = False
     last_text: str | None = None
+    every_partial: bool = False  # a 回访 call: each utterance answers a question, none is skipped
     task: asyncio.Task[None] | None = None
 
 
@@ -215,14 +216,14 @@ class SpeechService:
                 if len(self._workers) > 100_000:  # calls whose end this service never saw
                     self._workers.pop(next(iter(self._workers)))
         elif kind in (ev.CALL_QUEUED, ev.SURVEY_LISTENING) and call_id:
-            await self._queued(entry_id, call_id, data)
+            await self._queued(entry_id, call_id, data, kind)
             return
         elif kind == ev.CALL_ENDED and call_id:
             await self._ended(entry_id, call_id, data)
             return
         await self.bus.ack(SPEECH_GROUP, entry_id)
 
-    async def _queued(self, entry_id: str, call_id: CallId, data: dict[str, Any]) -> None:
+    async def _queued(self, entry_id: str, call_id: CallId, data: dict[str, Any], kind: str) -> None:
         call = self._calls.get(call_id)
         if call is not None:  # delivered again (pending entries re-read after Redis came back)
             if entry_id not in call.entries:
@@ -234,6 +235,7 @@ class SpeechService:
         worker = data.get("worker_id") or self._workers.get(call_id)
         tap = str(data["tap"]) if data.get("tap") else None
         call = _Call(call_id, WorkerId(str(worker)) if worker else None, tap, [entry_id])
+        call.every_partial = kind == ev.SURVEY_LISTENING
         self._calls[call_id] = call
         call.task = asyncio.create_task(self._run_call(call), name=f"speech-{call_id}")
 
@@ -363,7 +365,10 @@ class SpeechService:
                 partials = [i for i in items if isinstance(i, Partial)]
                 if partials:
                     self.stats.partials += len(partials)
-                    await self._on_text(call, partials[-1].text, final=False)
+                    # A queued call's draft only needs the newest text; a survey's answers are
+                    # read utterance by utterance, so each one goes to the worker in turn.
+                    for partial in partials if call.every_partial else partials[-1:]:
+                        await self._on_text(call, partial.text, final=False)
                 if _FINAL in items:
                     return result.result()
         finally:

@@ -74,6 +74,7 @@ class Service:
         self.config_path.write_text(yaml.safe_dump(config, allow_unicode=True))
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = root / "serve.log"
+        self.speech = bool(config["asr"].get("enabled"))
 
     @property
     def api(self) -> str:
@@ -89,6 +90,11 @@ class Service:
         return env
 
     def start(self, timeout: float = 60) -> None:
+        """Starts `hotline serve` and waits until the API answers and every worker beats; with
+        speech recognition on, until the speech service has loaded its model too (it may take a
+        minute on a loaded machine, and what a caller says before is only heard later)."""
+        if self.speech:
+            timeout = max(timeout, 240)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "hotline", "serve"],
@@ -108,7 +114,10 @@ class Service:
             self.get("/health")
         except (OSError, urllib.error.URLError):
             return False
-        return len(self.alive_workers()) == self.workers
+        if len(self.alive_workers()) != self.workers:
+            return False
+        speech_log = self.data / "log" / "speech.log"
+        return not self.speech or (speech_log.exists() and "speech ready" in speech_log.read_text(errors="replace"))
 
     def alive_workers(self) -> dict[str, Any]:
         """Heartbeats in Redis, read with the product's own adapter."""

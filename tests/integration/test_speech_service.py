@@ -390,6 +390,48 @@ async def test_a_tap_gone_before_its_turn_is_read_from_the_recording(rig: Rig) -
     assert (await rig.saved(long.call_id))["draft"]["source"] == "tap"
 
 
+async def test_a_survey_caught_up_late_gets_each_answer_on_its_own(rig: Rig) -> None:
+    """A 回访 call whose tap the service starts reading late (the caller already said both answers):
+    the worker must still get the first answer alone before the text with both, as the survey
+    flow reads one answer per question, even when both partials were waiting together. (A queued
+    call's draft may skip to the newest text.)"""
+    from hotline.ivr.survey import rating_from_text
+
+    speech = REPO / "tests" / "data" / "speech"
+    satisfied, _ = read_wav(speech / "said_satisfied.wav")
+    unsatisfied, _ = read_wav(speech / "said_unsatisfied.wav")
+    call = FakeCaller(rig, "20261122T001249-0000dddd")
+    await call.say(silence(1.0), speed=50)
+    await call.say(satisfied, speed=50)
+    await call.say(silence(3.0), speed=50)
+    await call.say(unsatisfied, speed=50)
+    await call.say(silence(2.0), speed=50)
+    listening = {"call_id": call.call_id, "tap": str(call.tap_path), "worker_id": WORKER, "survey_id": 7}
+    await rig.bus.publish(ev.SURVEY_LISTENING, listening)
+
+    async def following() -> bool:
+        followed = rig.service._calls.get(call.call_id)
+        return followed is not None and followed.following is not None
+
+    assert await until_async(following, timeout=60, interval=0.05)
+    # The service's loop is held (a busy moment) while the pool decodes both answers, so their
+    # partials are waiting together when it goes on.
+    time.sleep(8)
+
+    async def both_heard() -> list[dict[str, Any]] | None:
+        commands = await rig.commands(call.call_id)
+        return commands if any(rating_from_text(c["text"]) is None and "意" in c["text"] for c in commands) else None
+
+    commands = await until_async(both_heard, timeout=120, interval=0.2)
+    assert isinstance(commands, list)
+    texts = [c["text"] for c in commands]
+    print(f"\nsurvey texts: {texts}")
+    assert rating_from_text(texts[0]) == 1, texts  # 满意 alone first
+    assert any(rating_from_text(t[len(texts[0]) :]) == 3 for t in texts[1:]), texts  # then 不满意 after it
+    await call.hang_up()
+    await rig.saved(call.call_id)
+
+
 async def test_a_recognition_process_killed_mid_call_still_gives_a_draft(rig: Rig) -> None:
     refs = references()
     call = FakeCaller(rig, "20261122T001242-00003333")
