@@ -17,7 +17,7 @@ test: setup browser
 	$(VENV)/bin/ruff format --check hotline tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest -p no:cacheprovider -q
+	$(PY) -m pytest -p no:cacheprovider -q --durations=30
 
 setup: debian venv pjsua2
 

@@ -5,8 +5,9 @@ actions by name. Plain data in, JSON-ready dicts out, so that the API needs no t
 Rules of this module:
 - One intake ticket per call: a second wrap-up of the same call returns the ticket made by the
   first (`created: false`), whatever its body says. The check and the creation run under one lock
-  per store, so two submits racing in one process make one ticket. (Two processes could still race;
-  the API runs in one control process while sessions are in memory.)
+  per store, so two submits racing in one process make one ticket; across processes a unique
+  index (ticket_calls' intake row per call, migration 0010) refuses the second ticket whole, and
+  the submit that lost gets the first one.
 - The wrap-up creates the ticket, then links it to the candidates on the same matter and tells
   one earlier ticket (repeats.py). A link or SameMatter that fails after the ticket exists is
   logged, never undoes the ticket.
@@ -212,7 +213,15 @@ class TicketDesk(RepeatFinder):
             )
             matter = Matter(caller, kind.value, new.place, new.content)
             candidates = [c for c in self.repeat_candidates(matter, now, windows) if c.same_matter]
-            stored = self.create_ticket(new, who, now, chosen)
+            try:
+                stored = self.create_ticket(new, who, now, chosen)
+            except Conflict:
+                # Another control process filed this call first (the unique intake index
+                # refused ours, which rolled back whole): its ticket is the answer.
+                existing = self._intake_ticket(call_id)
+                if existing is None:
+                    raise
+                return {"created": False, **self._accepted(existing, [], None)}
         links: list[dict[str, Any]] = []
         for candidate in candidates:
             if self._try_link(stored.number, candidate.earlier.number, candidate.reason, candidate.relation, now):

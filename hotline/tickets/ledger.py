@@ -266,7 +266,8 @@ class TicketLedger(StorePart):
 
     def link_call(self, number: str, call_id: CallId, role: str, now: datetime | None = None) -> None:
         """Links a call to the ticket with a role (intake, callback, survey, ...). Linking the same
-        call again changes its role. NoSuchTicket for an unknown number."""
+        call again changes its role. NoSuchTicket for an unknown number; Conflict if the call is
+        already another ticket's intake (one intake ticket per call)."""
         check_code(role, "call role")
         at = now or utcnow()
         _check_aware(at)

@@ -42,6 +42,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -195,6 +196,14 @@ ticket_calls = Table(
     Column("role", String(CODE_LENGTH), nullable=False),  # intake, callback, survey, ...
     Column("linked_at", UTCDateTime(), nullable=False),
     Index(None, "call_id"),
+    # A call is the intake of one ticket at most, whichever process files it (migration 0010).
+    Index(
+        "uq_ticket_calls_intake",
+        "call_id",
+        unique=True,
+        sqlite_where=text("role = 'intake'"),
+        postgresql_where=text("role = 'intake'"),
+    ),
 )
 
 ticket_links = Table(

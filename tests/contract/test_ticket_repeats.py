@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 import sqlalchemy
 
-from hotline.core.errors import InvalidRequest, Unavailable
+from hotline.core.errors import Conflict, InvalidRequest, Unavailable
 from hotline.core.model import CallId
 from hotline.tickets import model as m
 from hotline.tickets.desk import action_event
 from hotline.tickets.lifecycle import IllegalTransition
 from hotline.tickets.policy import load_policies
-from hotline.tickets.records import ActorRole, NoSuchTicket, StaleTicket, TicketActor
+from hotline.tickets.records import ActorRole, NewTicket, NoSuchTicket, StaleTicket, TicketActor
 from hotline.tickets.repeats import Matter, Windows
 from hotline.tickets.store import SqlTicketStore
 from hotline.tickets.workdays import SHANGHAI
@@ -85,6 +85,24 @@ class TestWrapUp:
             t.join()
         assert sorted(r["created"] for r in results) == [False, False, False, True]
         assert len({r["ticket"]["number"] for r in results}) == 1
+
+    def test_another_process_filing_the_call_first_wins_whole(
+        self, store: SqlTicketStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Another control process files the call between this one's check and its creation (the
+        check is made to miss once): the database's unique intake index refuses the second
+        ticket as a whole, and the submit gets the first ticket."""
+        first = accept(store, "c8", CALLER, T0)
+        real = store._intake_ticket
+        misses = iter([None])
+        monkeypatch.setattr(store, "_intake_ticket", lambda call_id: next(misses, None) or real(call_id))
+        again = accept(store, "c8", CALLER, T0 + timedelta(seconds=1), content="另一个进程里的提交")
+        assert again["created"] is False and again["ticket"]["number"] == first["ticket"]["number"]
+        assert len(store.list_ticket_documents({}, 10)) == 1  # the refused ticket left nothing behind
+        second = NewTicket(caller=CALLER, kind=m.Kind.COMPLAINT, content=NOISE, call_id=CallId("c8"))
+        with pytest.raises(Conflict):
+            store.create_ticket(second, TicketActor("a2"), T0 + timedelta(seconds=2), POLICIES["zibo"])
+        assert len(store.list_ticket_documents({}, 10)) == 1
 
     def test_an_answer_closes_it_without_dispatch(self, store: SqlTicketStore) -> None:
         done = accept(store, "c2", CALLER, T0, kind="consultation", content="社保卡补办", answer="带身份证到社保大厅")

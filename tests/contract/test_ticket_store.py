@@ -286,7 +286,7 @@ class TestTicketStoreContract:
             second.close()
         engine = make_engine(ticket_store_url)
         try:
-            assert current_revision(engine) == head_revision() == "0009"
+            assert current_revision(engine) == head_revision() == "0010"
         finally:
             engine.dispose()
 

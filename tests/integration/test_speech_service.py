@@ -416,7 +416,7 @@ async def test_a_survey_caught_up_late_gets_each_answer_on_its_own(rig: Rig) -> 
     assert await until_async(following, timeout=60, interval=0.05)
     # The service's loop is held (a busy moment) while the pool decodes both answers, so their
     # partials are waiting together when it goes on.
-    time.sleep(8)
+    time.sleep(8)  # noqa: ASYNC251 - blocking the loop is the point: partials pile up meanwhile
 
     async def both_heard() -> list[dict[str, Any]] | None:
         commands = await rig.commands(call.call_id)
