@@ -355,6 +355,7 @@ async def run_control(config: Config) -> None:
     from hotline.agent_desktop.live import LiveHub
     from hotline.agent_desktop.wallboard import WallboardSettings
     from hotline.core import events as ev
+    from hotline.queue.asr_latency import RedisAsrLatency
     from hotline.queue.bus import RedisEventBus
     from hotline.queue.leader import RedisLease
     from hotline.queue.sessions import RedisSessions
@@ -420,7 +421,8 @@ async def run_control(config: Config) -> None:
         alert_depth=config.wallboard.alert_depth,
         alert_wait_s=config.wallboard.alert_wait_s,
     )
-    app = make_app(queue, store, auth=auth, live=LiveHub(bus), wallboard=wallboard, workers=bus)
+    asr = RedisAsrLatency(client, config.redis_prefix)  # written by the speech service
+    app = make_app(queue, store, auth=auth, live=LiveHub(bus), wallboard=wallboard, workers=bus, asr=asr)
     app[LIVE_CALLS] = bus  # the recording pause route sends its command to the call's worker
     app[TICKET_SETTINGS] = ticket_settings(config, store)
     app[TICKET_LIVE_CALLS] = bus  # a live call's caller, for its wrap-up and screen pop
@@ -457,6 +459,7 @@ async def run_speech(config: Config) -> None:
     from hotline.asr.intake import Intake, load_lexicon
     from hotline.asr.knowledge import KnowledgeBase
     from hotline.asr.pool import RecognitionPool
+    from hotline.queue.asr_latency import RedisAsrLatency
     from hotline.queue.bus import RedisEventBus
     from hotline.runtime.speech import SpeechService, SpeechSettings
 
@@ -483,6 +486,7 @@ async def run_speech(config: Config) -> None:
         RedisEventBus(client, config.redis_prefix),
         make_queue(config, client),
         store,
+        RedisAsrLatency(client, config.redis_prefix),
     )
     await asyncio.to_thread(service.pool.start, 300)  # models loaded before the first call
     logger.info("speech ready: %s in %d process(es)", spec.name, config.asr.processes)

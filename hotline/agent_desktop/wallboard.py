@@ -17,6 +17,8 @@ Rules of this module:
 - /metrics is public (scrapers carry no token) like health: it shows counts, never a caller's
   number. It is served on the API's address (http.host, 127.0.0.1 unless configured), so it is
   reachable from outside the host only if the API is. Text exposition format 0.0.4, by hand.
+- ASR latency (hotline_asr_latency_seconds, a histogram since the speech service first wrote
+  it): seconds from when the caller said words to when their text reached the agent's screen.
 """
 
 from __future__ import annotations
@@ -35,7 +37,16 @@ from hotline.agent_desktop.auth import principal
 from hotline.agent_desktop.responses import in_thread, json_reply
 from hotline.core.errors import InvalidRequest
 from hotline.core.model import AgentId, AgentState, Outcome, WorkerId, to_iso
-from hotline.core.ports import AgentStatus, CallQueue, CallStats, TicketStore, WaitingCall, WorkerRegistry
+from hotline.core.ports import (
+    AgentStatus,
+    AsrLatency,
+    AsrLatencySource,
+    CallQueue,
+    CallStats,
+    TicketStore,
+    WaitingCall,
+    WorkerRegistry,
+)
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -78,6 +89,7 @@ class Snapshot:
     stats: CallStats
     names: dict[AgentId, str] = dataclasses.field(default_factory=dict)
     workers: dict[WorkerId, dict[str, Any]] | None = None  # None: no registry given
+    asr: AsrLatency | None = None  # None: no speech metrics given
 
     @property
     def callers(self) -> list[WaitingCall]:
@@ -107,12 +119,14 @@ class Wallboard:
         settings: WallboardSettings,
         clock_ms: Callable[[], int],
         workers: WorkerRegistry | None = None,
+        asr: AsrLatencySource | None = None,
     ) -> None:
         self.queue = queue
         self.store = store
         self.settings = settings
         self._clock_ms = clock_ms
         self._workers = workers
+        self._asr = asr
 
     def day_start(self, now_ms: int) -> datetime:
         """00:00 of the day (in settings.day_zone) that now_ms falls in."""
@@ -122,12 +136,13 @@ class Wallboard:
     async def snapshot(self, *, names: bool = False, workers: bool = False) -> Snapshot:
         now = self._clock_ms()
         since = self.day_start(now)
-        waiting, agents, stats, registry, alive = await asyncio.gather(
+        waiting, agents, stats, registry, alive, asr = await asyncio.gather(
             self.queue.waiting(),
             self.queue.agents(),
             in_thread(self.store.call_stats, since, self.settings.service_level_s),
             in_thread(self.store.list_agents) if names else _nothing(),
             self._workers.alive_workers() if workers and self._workers is not None else _nothing(),
+            self._asr.histogram() if workers and self._asr is not None else _nothing(),
         )
         return Snapshot(
             now_ms=now,
@@ -137,6 +152,7 @@ class Wallboard:
             stats=stats,
             names={agent.agent_id: agent.name for agent in registry or ()},
             workers=alive if self._workers is not None else None,
+            asr=asr,
         )
 
     def alerts(self, snap: Snapshot) -> list[dict[str, Any]]:
@@ -254,6 +270,9 @@ class Wallboard:
             out.metric("hotline_worker_rejected_total", "counter", "Calls each media worker refused at "
                        "admission since it started.",
                        [({"worker": w}, _number(info.get("rejected"))) for w, info in workers])  # fmt: skip
+        if snap.asr is not None:
+            help_text = "ASR latency: seconds from when the caller said words to when their text reached the agent."
+            out.histogram("hotline_asr_latency_seconds", help_text, snap.asr)
         return out.text()
 
 
@@ -269,6 +288,15 @@ class _Exposition:
         for labels, value in samples:
             rendered = ",".join(f'{key}="{_escape_label(val)}"' for key, val in labels.items())
             self._lines.append(f"{name}{{{rendered}}} {_format(value)}" if rendered else f"{name} {_format(value)}")
+
+    def histogram(self, name: str, help_text: str, data: AsrLatency) -> None:
+        self._lines.append(f"# HELP {name} {_escape_help(help_text)}")
+        self._lines.append(f"# TYPE {name} histogram")
+        for bound, count in data.buckets:
+            self._lines.append(f'{name}_bucket{{le="{_format(bound)}"}} {count}')
+        self._lines.append(f'{name}_bucket{{le="+Inf"}} {data.count}')
+        self._lines.append(f"{name}_sum {_format(data.sum_s)}")
+        self._lines.append(f"{name}_count {data.count}")
 
     def text(self) -> str:
         return "\n".join(self._lines) + "\n"

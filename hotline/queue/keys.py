@@ -57,6 +57,12 @@ Control plane:
 
     {p}:leader:<role>             STRING the holder of the role's lease (e.g. "dispatcher"),
                                          expires with PX unless renewed
+
+Speech service -> metrics:
+
+    {p}:asr:latency               HASH   the ASR latency histogram: count, sum, b:<bound> (texts
+                                         whose latency fell in that bucket, not cumulative);
+                                         fixed fields, never expires (Prometheus counters)
 """
 
 from __future__ import annotations
@@ -204,3 +210,8 @@ def worker_calls(worker_id: str, prefix: str = DEFAULT_PREFIX) -> str:
 def leader(role: str, prefix: str = DEFAULT_PREFIX) -> str:
     """The lease of a role only one control process plays at a time (the dispatcher)."""
     return f"{_check_part('prefix', prefix)}:leader:{_check_part('role', role)}"
+
+
+def asr_latency(prefix: str = DEFAULT_PREFIX) -> str:
+    """The speech service's ASR latency histogram, read by /metrics."""
+    return f"{_check_part('prefix', prefix)}:asr:latency"

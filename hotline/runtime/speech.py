@@ -16,7 +16,13 @@ Rules of this module:
 - every queued call gets a draft row, whatever happens: no speech gives an empty transcript;
   a tap deleted before its follow opened it (the pool was busy) is replaced by the caller's
   channel of the stereo recording; a pool process that dies or a model that fails is logged,
-  the pool is rebuilt, and the draft row says what went wrong in `draft["error"]`.
+  the pool is rebuilt, and the draft row says what went wrong in `draft["error"]`;
+- ASR latency, for /metrics: how long after the caller said the words their text was published,
+  i.e. (now - the tap's last write) + (audio in the tap - audio the text covers). The recorder
+  writes in real time, so this is now minus the moment those words were spoken, whatever the
+  pool's backlog; the final text's is the time since the caller hung up. Measured on an open
+  descriptor of the tap (it survives the worker deleting the file) for texts from the tap only,
+  and counted with one Redis transaction per published text.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import struct
 import tempfile
 import time
 import wave
@@ -74,6 +81,12 @@ class DraftStore(Protocol):
 
     def save_call_draft(self, call_id: CallId, transcript: str, draft: dict[str, Any], engine: str) -> None: ...
     def get_call_draft(self, call_id: CallId) -> dict[str, Any] | None: ...
+
+
+class LatencySink(Protocol):
+    """What the speech service needs of hotline.queue.asr_latency.RedisAsrLatency."""
+
+    async def record(self, latency_s: float) -> None: ...
 
 
 class Recognition(Protocol):
@@ -142,6 +155,7 @@ class _Call:
     last_text: str | None = None
     every_partial: bool = False  # a 回访 call: each utterance answers a question, none is skipped
     task: asyncio.Task[None] | None = None
+    tap_clock: TapClock | None = None  # the tap, open for the latency measure
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -164,8 +178,10 @@ class SpeechService:
         bus: SpeechBus,
         queue: PriorityQueue,
         store: DraftStore,
+        latency: LatencySink | None = None,
     ) -> None:
         self.settings = settings
+        self.latency = latency
         self._new_pool = new_pool
         self.pool = new_pool()
         self.intake = intake
@@ -286,6 +302,8 @@ class SpeechService:
         try:
             outcome = await self._recognise(call)
         except asyncio.CancelledError:
+            if call.tap_clock is not None:
+                call.tap_clock.close()
             raise
         except Exception as exc:  # never lose the call: whatever failed, it gets a draft row
             logger.exception("call %s: recognition failed", call.call_id)
@@ -299,7 +317,12 @@ class SpeechService:
             "audio_s": round(outcome.audio_s, 2),
             "error": outcome.error,
         }
-        draft = await self._on_text(call, outcome.text, final=True, extra=extra)
+        heard = outcome.audio_s if outcome.source == "tap" else None
+        try:
+            draft = await self._on_text(call, outcome.text, final=True, extra=extra, audio_s=heard)
+        finally:
+            if call.tap_clock is not None:
+                call.tap_clock.close()
         await self._save(call, outcome.text, draft)
         self._calls.pop(call.call_id, None)
         for entry_id in call.entries:
@@ -339,6 +362,8 @@ class SpeechService:
         def on_partial(partial: Partial) -> None:  # on the pool's dispatcher thread
             loop.call_soon_threadsafe(call.updates.put_nowait, partial)
 
+        if call.tap_clock is None:
+            call.tap_clock = await asyncio.to_thread(TapClock.open, call.tap)
         following = pool.follow(
             call.tap,
             self.settings.engine,
@@ -368,7 +393,7 @@ class SpeechService:
                     # A queued call's draft only needs the newest text; a survey's answers are
                     # read utterance by utterance, so each one goes to the worker in turn.
                     for partial in partials if call.every_partial else partials[-1:]:
-                        await self._on_text(call, partial.text, final=False)
+                        await self._on_text(call, partial.text, final=False, audio_s=partial.audio_s)
                 if _FINAL in items:
                     return result.result()
         finally:
@@ -421,13 +446,21 @@ class SpeechService:
 
     # ------------------------------------------------------------ drafts
     async def _on_text(
-        self, call: _Call, text: str, *, final: bool, extra: dict[str, Any] | None = None
+        self,
+        call: _Call,
+        text: str,
+        *,
+        final: bool,
+        extra: dict[str, Any] | None = None,
+        audio_s: float | None = None,
     ) -> dict[str, Any]:
-        """Runs intake and the knowledge base on the transcript so far; tells everyone."""
+        """Runs intake and the knowledge base on the transcript so far; tells everyone.
+        `audio_s`: the seconds of the tap the text covers (None: not from the tap, no latency)."""
         if not final and text == call.last_text:
             return {}
         call.last_text = text
-        draft, matches = await asyncio.to_thread(self._draft, text)
+        clock = call.tap_clock if audio_s is not None else None
+        draft, matches, ended_at = await asyncio.to_thread(self._draft_heard, text, clock, audio_s or 0.0)
         emergency = draft["urgency"]["level"] == Urgency.EMERGENCY.value
         full: dict[str, Any] = {**draft, **(extra or {})}
         data = {"call_id": call.call_id, "text": text, "final": final, "draft": full}
@@ -444,6 +477,12 @@ class SpeechService:
                 await self.bus.send_command(call.worker_id, ev.CMD_SPEECH, speech)
         except Unavailable as exc:  # the next transcript, or the saved draft, makes up for it
             logger.warning("call %s: draft not published: %s", call.call_id, exc)
+        else:
+            if ended_at is not None and self.latency is not None:
+                try:
+                    await self.latency.record(max(0.0, time.time() - ended_at))
+                except DomainError as exc:  # a metric lost costs nothing else
+                    logger.warning("call %s: ASR latency not recorded: %s", call.call_id, exc)
         if emergency and self.settings.emergency_priority and not call.emergency_raised and not call.ended.is_set():
             try:
                 level = await self.queue.set_priority(call.call_id, Priority.EMERGENCY)
@@ -460,6 +499,14 @@ class SpeechService:
                     level.name if level is not None else "unchanged (not waiting)",
                 )
         return full
+
+    def _draft_heard(
+        self, text: str, clock: TapClock | None, audio_s: float
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], float | None]:
+        """The draft, its knowledge-base matches and when (epoch s) the words ending at audio_s
+        of the tap were spoken (None: unknown). On a worker thread."""
+        draft, matches = self._draft(text)
+        return draft, matches, clock.spoken_at(audio_s) if clock is not None else None
 
     def _draft(self, text: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         draft = self.intake.draft(text)
@@ -500,3 +547,57 @@ def caller_channel(recording: Path, into: Path) -> Path:
         out.setframerate(rate)
         out.writeframes(np.ascontiguousarray(frames[:, 0]).tobytes())
     return into
+
+
+class TapClock:
+    """When a moment of a caller's tap was spoken: the recorder writes in real time, so the audio
+    at `audio_s` was spoken (audio in the tap - audio_s) seconds before the tap's last write.
+    Holds the tap open, so this still works after the worker merged and deleted the file."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+        self._data_offset: int | None = None
+        self._byte_rate = 0
+
+    @classmethod
+    def open(cls, path: str) -> TapClock | None:
+        try:
+            return cls(os.open(path, os.O_RDONLY))
+        except OSError:
+            return None
+
+    def spoken_at(self, audio_s: float) -> float | None:
+        """Epoch seconds at which the tap's audio at `audio_s` was recorded (None: unknown)."""
+        if self._fd is None:
+            return None
+        try:
+            if self._data_offset is None and not self._read_header():
+                return None
+            st = os.fstat(self._fd)
+        except OSError:
+            return None
+        assert self._data_offset is not None
+        recorded_s = max(0, st.st_size - self._data_offset) / self._byte_rate
+        return st.st_mtime - max(0.0, recorded_s - audio_s)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _read_header(self) -> bool:
+        """The data chunk's offset and the byte rate of the WAV's fmt chunk."""
+        assert self._fd is not None
+        head = os.pread(self._fd, 4096, 0)
+        pos, byte_rate = 12, 0
+        while pos + 8 <= len(head) and head[:4] == b"RIFF":
+            chunk_id, (length,) = head[pos : pos + 4], struct.unpack_from("<I", head, pos + 4)
+            if chunk_id == b"fmt " and pos + 20 <= len(head):
+                (byte_rate,) = struct.unpack_from("<I", head, pos + 16)
+            if chunk_id == b"data":
+                if byte_rate <= 0:
+                    return False
+                self._data_offset, self._byte_rate = pos + 8, byte_rate
+                return True
+            pos += 8 + length + (length & 1)
+        return False

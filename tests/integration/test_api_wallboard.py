@@ -22,6 +22,7 @@ from hotline.agent_desktop.wallboard import WallboardSettings
 from hotline.core.model import Agent, AgentId, CallId, CallRecord, Outcome, WorkerId
 from hotline.core.ports import WorkerRegistry
 from hotline.queue.acd import RedisCallQueue
+from hotline.queue.asr_latency import RedisAsrLatency
 from hotline.queue.bus import RedisEventBus
 from hotline.tickets.store import SqlTicketStore
 
@@ -74,8 +75,11 @@ async def serve(
     store: SqlTicketStore,
     settings: WallboardSettings | None = None,
     workers: WorkerRegistry | None = None,
+    asr: RedisAsrLatency | None = None,
 ) -> Client:
-    app = make_app(queue, store, auth=Auth(store), clock_ms=lambda: NOW_MS, wallboard=settings, workers=workers)
+    app = make_app(
+        queue, store, auth=Auth(store), clock_ms=lambda: NOW_MS, wallboard=settings, workers=workers, asr=asr
+    )
     api = TestClient(TestServer(app))
     await api.start_server()
     return api
@@ -249,7 +253,10 @@ def parse_exposition(text: str) -> tuple[Samples, dict[str, str]]:
             m = _SAMPLE.match(line)
             assert m is not None, f"not a sample line: {line!r}"
             name, labels, value = m.groups()
-            assert name == family, f"{name} outside its family ({family})"
+            own = (family,) if types.get(family or "") != "histogram" else tuple(
+                f"{family}{suffix}" for suffix in ("_bucket", "_sum", "_count")
+            )  # fmt: skip
+            assert name in own, f"{name} outside its family ({family})"
             pairs = frozenset(
                 (k, v) for k, v in re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', labels or "")
             )
@@ -317,6 +324,37 @@ class TestMetrics:
             await api.close()
         assert "hotline_queue_waiting" in types
         assert not any(name.startswith("hotline_worker") for name, _ in samples)
+
+    async def test_asr_latency_written_by_the_speech_service_is_a_histogram(
+        self, queue: RedisCallQueue, store: SqlTicketStore, client: redis.asyncio.Redis
+    ) -> None:
+        latency = RedisAsrLatency(client)  # what the speech service records each published text with
+        api = await serve(queue, store, asr=latency)
+        try:
+            samples, types = await get_metrics(api)
+            assert types["hotline_asr_latency_seconds"] == "histogram"
+            assert sample(samples, "hotline_asr_latency_seconds_count") == 0
+            assert sample(samples, "hotline_asr_latency_seconds_bucket", le="+Inf") == 0
+            for seconds in (0.3, 0.5, 0.7, 2.5, 2.9, 4.0, 75.0):
+                await latency.record(seconds)
+            await latency.record(-1.0)  # a clock step backwards: not counted
+            samples, _ = await get_metrics(api)
+        finally:
+            await api.close()
+        buckets = {
+            dict(labels)["le"]: v
+            for (name, labels), v in samples.items()
+            if name == "hotline_asr_latency_seconds_bucket"
+        }
+        assert buckets == {
+            "0.5": 2, "1": 3, "2": 3, "3": 5, "5": 6, "8": 6, "13": 6, "20": 6, "30": 6, "60": 6, "+Inf": 7,
+        }  # fmt: skip
+        assert sample(samples, "hotline_asr_latency_seconds_count") == 7
+        assert sample(samples, "hotline_asr_latency_seconds_sum") == pytest.approx(85.9)
+
+    async def test_without_asr_metrics_no_asr_lines(self, api: Client) -> None:
+        _, types = await get_metrics(api)
+        assert not any(name.startswith("hotline_asr") for name in types)
 
     async def test_a_token_is_fine_too(self, api: Client) -> None:
         await get_metrics(api, await token(api, "agent1"))

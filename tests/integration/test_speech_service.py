@@ -35,6 +35,7 @@ from hotline.core import events as ev
 from hotline.core.model import CallId, CallRecord, Outcome, Priority, WorkerId, utcnow
 from hotline.queue import keys
 from hotline.queue.acd import RedisCallQueue
+from hotline.queue.asr_latency import RedisAsrLatency
 from hotline.queue.bus import RedisEventBus
 from hotline.recordings.stereo import merge_stereo
 from hotline.runtime.speech import SpeechService, SpeechSettings
@@ -226,6 +227,7 @@ async def rig(
         RedisEventBus(client),
         RedisCallQueue(client),
         store,
+        RedisAsrLatency(client),
     )
     await asyncio.to_thread(service.pool.start, 300)
     clips = tmp_path_factory.getbasetemp() / "telephone-clips"
@@ -290,6 +292,32 @@ async def test_a_caller_speaking_gets_live_speech_commands_drafts_and_a_saved_dr
     # Every entry of the call was acknowledged once its draft was saved.
     pending = await rig.client.xpending(keys.events(), "speech")
     assert pending["pending"] == 0, pending
+
+
+async def test_every_published_text_is_counted_in_the_asr_latency_histogram(rig: Rig) -> None:
+    latency = RedisAsrLatency(rig.client)
+    assert (await latency.histogram()).count == 0
+    call = FakeCaller(rig, "20261122T001250-0000abcd")
+    await call.queue_up()
+    await call.say(silence(0.5))
+    await call.say(telephone("funasr_asr_example_a", rig.clips))
+    await call.say(silence(2.0))
+    await until_async(lambda: rig.commands(call.call_id), timeout=120, interval=0.2)
+    live = await latency.histogram()
+    assert live.count >= 1  # a partial, while the caller is still on the line
+    await call.hang_up()
+    await rig.saved(call.call_id)
+    published = await rig.drafts(call.call_id)
+    histogram = await latency.histogram()
+    print(f"\n{len(published)} texts published; latency histogram {histogram}")
+    # One count per published text (partials and the final), each a plausible lag.
+    assert histogram.count == len(published) >= 2
+    assert 0 < histogram.sum_s < 60 * histogram.count
+    assert dict(histogram.buckets)[60.0] == histogram.count  # none beyond a minute
+    counts = [n for _, n in histogram.buckets]
+    assert counts == sorted(counts)
+    raw = await rig.client.hgetall(keys.asr_latency())
+    assert int(raw[b"count"]) == histogram.count and len(raw) <= 2 + 11  # count, sum, 11 buckets at most
 
 
 async def test_an_emergency_raises_the_call_to_emergency_priority_once(rig: Rig) -> None:
