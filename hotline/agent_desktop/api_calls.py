@@ -22,6 +22,11 @@ Rules of this module:
   dispatcher offers him nothing else, and resumed when the call ends or the transfer fails.
   A transfer to "queue" puts the call back in the queue at its original arrival time and
   priority (nobody is paused; the agent goes to wrap-up).
+- `POST /calls/{call_id}/reject` (拒接): only the agent whose phone that call is ringing at (the
+  queue has him RESERVED with it); anyone else 403, the agent once the call is no longer ringing
+  at him 409 not-ringing. The same path to the worker, as a `reject` command: the worker hangs
+  up his ringing leg, the caller keeps his place and is offered to the next agent, and the agent
+  is paused with the reason 拒接 (his choice, not a failure of his phone). 202: sent.
 """
 
 from __future__ import annotations
@@ -127,6 +132,36 @@ async def set_recording(request: web.Request) -> web.Response:
 
 class AgentNotAvailable(Conflict):
     error_id = "agent-not-available"
+
+
+class NotRinging(Conflict):
+    error_id = "not-ringing"
+
+
+async def reject_call(request: web.Request) -> web.Response:
+    """The agent declines the call ringing at his phone (see the module's rules)."""
+    _fields(await optional_object(request), set())
+    call_id = CallId(request.match_info["call_id"])
+    who = principal(request)
+    calls = request.app.get(LIVE_CALLS)
+    if calls is None:
+        raise Unavailable("this process cannot reach the media workers")
+    found = await find_live_call(calls, call_id)
+    if found is None:
+        raise NoSuchCall(f"no live call {call_id}")
+    worker_id, _info = found
+    if who.agent_id is None:
+        raise authmod.Forbidden("only the agent whose phone rings may reject a call")
+    status = await request.app[QUEUE].agent_status(AgentId(who.agent_id))
+    if status.call_id != call_id:
+        logger.warning("reject of %s: %s (%s) was not offered that call", call_id, who.username, who.role)
+        raise authmod.Forbidden(f"call {call_id} is not ringing at {who.username}'s phone")
+    if status.state is not AgentState.RESERVED:
+        raise NotRinging(f"call {call_id} is no longer ringing at {who.username}'s phone ({status.state.value})")
+    by = who.username or who.agent_id
+    await calls.send_command(worker_id, ev.CMD_REJECT, {"call_id": call_id, "agent_id": who.agent_id, "by": by})
+    logger.info("call %s: rejected by agent %s (worker %s)", call_id, who.agent_id, worker_id)
+    return json_reply({"call_id": call_id, "action": "reject", "worker_id": worker_id}, status=202)
 
 
 _DIALABLE = re.compile(ev.DIALABLE)
@@ -472,11 +507,19 @@ PATHS.update({
     f"{_CALL}/dtmf": _control_path("sendCallDtmf", "Send DTMF to the caller (RFC 4733)", "E.g. an IVR on the "
                                    "caller's side.", "CallDtmf"),
     f"{_CALL}/hangup": _control_path("hangupCall", "End the call from the desk", "As if the agent hung up."),
+    f"{_CALL}/reject": _control_path(
+        "rejectCall", "拒接: the agent declines the call ringing at his phone (that agent only)",
+        "His ringing leg is hung up; the caller keeps his place in the queue and is offered to the next agent; "
+        "the agent is paused with the reason 拒接 (his choice, not counted as a failure of his phone).",
+        None),
     f"{_CALL}/monitor": _control_path(
         "monitorCall", "A supervisor listens, whispers or barges in (supervisors and admins)",
         "The worker dials supervisor_uri. listen: he hears caller and agent; whisper: the agent hears him, the "
         "caller does not (never recorded); barge: everyone hears everyone.", "CallMonitor"),
 })  # fmt: skip
+PATHS[f"{_CALL}/reject"]["post"]["responses"]["409"] = openapi.json_body(
+    openapi.ref("Error"), "not-ringing: the call rings at his phone no longer (answered, or gone to another agent)"
+)
 
 RESTRICTED: frozenset[str] = frozenset(
     {
@@ -492,6 +535,7 @@ RESTRICTED: frozenset[str] = frozenset(
         "sendCallDtmf",
         "hangupCall",
         "monitorCall",
+        "rejectCall",
     }
 )
 
@@ -514,3 +558,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(f"{call}/conference", conference_call)
     app.router.add_post(f"{call}/transfer", transfer_call)
     app.router.add_post(f"{call}/monitor", monitor_call)
+    app.router.add_post(f"{call}/reject", reject_call)

@@ -29,7 +29,7 @@ from hotline.agent_desktop.responses import error_reply, in_thread, json_reply, 
 from hotline.agent_desktop.wallboard import WALLBOARD, Wallboard, WallboardSettings, get_metrics, get_wallboard
 from hotline.core.errors import DomainError, InvalidRequest, NoSuchAgent, NoSuchCall
 from hotline.core.model import Agent, AgentId, AgentState, CallId, to_iso
-from hotline.core.ports import AgentStatus, CallQueue, TicketStore, WorkerRegistry
+from hotline.core.ports import AgentStatus, AsrLatencySource, CallQueue, TicketStore, WorkerRegistry
 
 logger = logging.getLogger(__name__)
 
@@ -234,7 +234,22 @@ async def get_queue(request: web.Request) -> web.Response:
     queues = {name: 0 for name in request.app[WALLBOARD].settings.queue_names}
     for call in waiting:
         queues[call.queue] = queues.get(call.queue, 0) + 1
-    return _json({"waiting": items, "count": len(items), "queues": queues})
+    # Calls ringing at an agent's phone: their agent's page shows how long the caller has waited.
+    offered = [
+        {
+            "call_id": call.call_id,
+            "worker_id": call.worker_id,
+            "caller": who.caller(call.caller),
+            "arrival_ms": call.arrival_ms,
+            "offered_to": call.offered_to,
+            "priority": call.priority.name.lower(),
+            "waited_s": round(max(0, now - call.arrival_ms) / 1000, 1),
+            "callback": call.callback,
+            "queue": call.queue,
+        }
+        for call in await request.app[QUEUE].offered()
+    ]
+    return _json({"waiting": items, "count": len(items), "queues": queues, "offered": offered})
 
 
 async def list_calls(request: web.Request) -> web.Response:
@@ -280,13 +295,15 @@ def make_app(
     clock_ms: Callable[[], int] = wall_clock_ms,
     wallboard: WallboardSettings | None = None,
     workers: WorkerRegistry | None = None,
+    asr: AsrLatencySource | None = None,
 ) -> web.Application:
     """The API application; the caller owns (and closes) the queue's client and the store.
 
     `auth`: accounts and sessions; None turns sign-in off (every request acts as an admin).
     `live`: the WebSocket's event feed (None: /ws answers 404).
     `wallboard`: the wallboard's and metrics' settings (queue name, thresholds; None: defaults);
-    `workers`: the media workers' heartbeats for /metrics (None: no worker metrics).
+    `workers`: the media workers' heartbeats for /metrics (None: no worker metrics);
+    `asr`: the speech service's latency histogram for /metrics (None: no ASR metrics).
     """
     app = web.Application(middlewares=[error_middleware, auth_middleware])
     app[AUTH] = auth
@@ -300,7 +317,7 @@ def make_app(
     app[RECORDINGS] = store if isinstance(store, RecordingArchive) else None
     # Callers' numbers and names are shown only with an audit of each read (privacy.py).
     app[AUDIT] = store if isinstance(store, PersonalDataAudit) else None
-    app[WALLBOARD] = Wallboard(queue, store, wallboard or WallboardSettings(), clock_ms, workers)
+    app[WALLBOARD] = Wallboard(queue, store, wallboard or WallboardSettings(), clock_ms, workers, asr)
     p = API_PREFIX
     app.router.add_get(f"{p}/health", health)
     app.router.add_post(f"{p}/login", authmod.login)

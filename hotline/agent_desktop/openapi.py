@@ -159,10 +159,30 @@ _SCHEMAS: dict[str, Any] = {
             "queue": {"type": "string", "description": "the queue it waits in (position counts within it)"},
         },
     },
+    "OfferedCall": {
+        "type": "object",
+        "required": ["call_id", "worker_id", "caller", "arrival_ms", "offered_to", "priority", "waited_s"],
+        "properties": {
+            "call_id": {"type": "string"},
+            "worker_id": {"type": "string"},
+            "caller": {"type": "string"},
+            "arrival_ms": {"type": "integer"},
+            "offered_to": {"type": "string", "description": "the agent whose phone rings"},
+            "priority": {"type": "string", "enum": ["normal", "flagged", "emergency"]},
+            "waited_s": {"type": "number", "description": "seconds since the call arrived (ringing included)"},
+            "callback": {"type": "boolean"},
+            "queue": {"type": "string"},
+        },
+    },
     "Queue": {
         "type": "object",
         "required": ["waiting", "count"],
         "properties": {
+            "offered": {
+                "type": "array",
+                "items": _ref("OfferedCall"),
+                "description": "calls ringing at an agent's phone now, oldest first (not in waiting)",
+            },
             "waiting": {
                 "type": "array",
                 "items": _ref("WaitingCall"),
@@ -523,9 +543,12 @@ def document() -> dict[str, Any]:
         },
         "/metrics": {
             "get": {
-                "summary": "Prometheus metrics (text exposition 0.0.4): queue, agents, today's calls, workers",
+                "summary": "Prometheus metrics (text exposition 0.0.4): queue, agents, today's calls, workers, "
+                "ASR latency",
                 "description": "Public like health (scrapers carry no token); served on the API's address, "
-                "127.0.0.1 unless http.host says otherwise. Counts only, never a caller's number.",
+                "127.0.0.1 unless http.host says otherwise. Counts only, never a caller's number. "
+                "hotline_asr_latency_seconds (histogram: _bucket{le}, _sum, _count): seconds from when the "
+                "caller said words to when their text reached the agent.",
                 "operationId": "metrics",
                 "responses": {
                     "200": {

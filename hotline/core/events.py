@@ -51,6 +51,12 @@ CMD_CALL_CONTROL = "call-control"
 MONITOR_MODES = ("listen", "whisper", "barge")
 TRANSFER_MODES = ("blind", "attended")
 TRANSFER_PAUSE = "转接通话"  # the pause reason of an agent a call is being transferred to
+# The agent declines the call ringing at his phone, from the agent desktop API: data: call_id,
+# agent_id, by. The worker hangs up his ringing leg; the caller keeps his place in the queue and
+# the agent is paused with REJECT_PAUSE (his choice, not a failure of his phone). The outcome is
+# published as call.control (action "reject").
+CMD_REJECT = "reject"
+REJECT_PAUSE = "拒接"
 DTMF_DIGITS = r"^[0-9*#A-Da-d]{1,32}$"  # what call-control dtmf sends
 DIALABLE = r"^\+?[0-9*#]{1,32}$"  # a number call controls dial through the dial template
 

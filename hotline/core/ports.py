@@ -247,6 +247,9 @@ class CallQueue(Protocol):
         """Waiting calls (of `queue`, or of every queue) in the order they will be offered;
         with now_ms, with wait estimates."""
 
+    async def offered(self) -> list[WaitingCall]:
+        """The calls being offered to an agent right now (position 0, offered_to set), oldest first."""
+
     async def agent_login(self, agent: Agent, now_ms: int, by: Actor = Actor.AGENT) -> AgentStatus: ...
 
     async def agent_logout(
@@ -283,9 +286,12 @@ class CallQueue(Protocol):
         not offered before retry_at_ms; returns the failed attempts so far, 0 when that was the
         last (the entry left the queue), -1 for an offer no longer live."""
 
-    async def offer_failed(self, offer_id: OfferId, now_ms: int, reason: str, agent_fault: bool = False) -> bool:
+    async def offer_failed(
+        self, offer_id: OfferId, now_ms: int, reason: str, agent_fault: bool = False, declined: bool = False
+    ) -> bool:
         """The call goes back to its original place; the agent becomes available again, or is
-        paused with `reason` when his side failed (agent_fault) and the queue's policy says so."""
+        paused with `reason` when his side failed (agent_fault) and the queue's policy says so, or
+        when he declined it from his desk (declined: paused by him, whatever the policy)."""
 
     async def call_finished(self, call_id: CallId, now_ms: int, lost: bool = False) -> None:
         """The agent who had this call goes to wrap-up (or available without wrap-up time);
@@ -305,6 +311,24 @@ class WorkerRegistry(Protocol):
     async def alive_workers(self) -> dict[WorkerId, dict[str, Any]]:
         """The workers whose heartbeat has not expired, with the info of their last beat
         ({"calls": live calls, "rejected": calls refused since the worker started, ...})."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AsrLatency:
+    """The ASR latency histogram: seconds from when the caller said words (the end of the audio
+    a text covers, by the recorder's clock) to when their text was published to the agent.
+    `buckets` are (upper bound, texts at or below it), cumulative, ascending, +Inf excluded."""
+
+    buckets: tuple[tuple[float, int], ...]
+    count: int
+    sum_s: float
+
+
+class AsrLatencySource(Protocol):
+    """The speech service's latency histogram (hotline.queue.asr_latency.RedisAsrLatency)."""
+
+    async def histogram(self) -> AsrLatency:
+        """Every text published since the histogram began (never reset: Prometheus counters)."""
 
 
 class EventBus(Protocol):

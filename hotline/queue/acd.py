@@ -733,16 +733,16 @@ class RedisCallQueue:
         """
         return bool(await self._run("offer_answered", _id("offer_id", offer_id), _ms("now_ms", now_ms)))
 
-    async def offer_failed(self, offer_id: OfferId, now_ms: int, reason: str, agent_fault: bool = False) -> bool:
+    async def offer_failed(
+        self, offer_id: OfferId, now_ms: int, reason: str, agent_fault: bool = False, declined: bool = False
+    ) -> bool:
         """The call goes back to its original place. The agent becomes available (idle since
         now), or PAUSED with `reason` when his side failed (agent_fault: no answer, busy, not
-        registered ...) and policy.agent.pause_on_agent_failure is set. False (no change) for an
-        offer no longer live."""
-        return bool(
-            await self._run(
-                "offer_failed", _id("offer_id", offer_id), _ms("now_ms", now_ms), reason, "1" if agent_fault else "0"
-            )
-        )
+        registered ...) and policy.agent.pause_on_agent_failure is set, or when he declined
+        the offer from his desk (declined: paused by him, whatever the policy; not a failure of
+        his phone). False (no change) for an offer no longer live."""
+        fault = "2" if declined else "1" if agent_fault else "0"
+        return bool(await self._run("offer_failed", _id("offer_id", offer_id), _ms("now_ms", now_ms), reason, fault))
 
     async def call_finished(self, call_id: CallId, now_ms: int, lost: bool = False) -> None:
         """The agent who had this call goes to wrap-up for policy.agent.wrap_up_ms (none: he is

@@ -135,6 +135,7 @@ class OfferFailed:
     offer_id: OfferId
     reason: str  # "no-answer", "busy", "not-registered", "lease-expired", ...
     agent_fault: bool = False  # the agent's side failed (his phone), not the call or the system
+    declined: bool = False  # the agent declined it from his desk: paused with the reason, whatever the policy
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -382,6 +383,8 @@ class AgentMachine:
 
     def _offer_failed(self, event: OfferFailed, now: int) -> list[Command]:
         self._check_offer(event)
+        if event.declined:
+            return self._move(event.name, AgentState.PAUSED, now, Actor.AGENT, event.reason)
         if event.agent_fault and self.policy.pause_on_agent_failure:
             return self._move(event.name, AgentState.PAUSED, now, Actor.SYSTEM, event.reason)
         return self._available(event.name, now, Actor.SYSTEM, event.reason)

@@ -41,6 +41,12 @@ Rules of this module:
   also him to the agent only; barge: him to everyone. Asking again with another mode relinks
   the same leg. A whisper is never recorded; a barge goes into the recording's agent channel.
 - Every leg dialled here is hung up when the call ends.
+- Reject (events.CMD_REJECT, not a call-control: the call is not connected yet): the agent
+  declines the call ringing at his phone. His ringing leg is hung up (as if his phone declined
+  it); when it has ended the flow reports the offer failed, the worker tells the queue it was
+  declined (hotline.queue.acd offer_failed declined=True): the caller keeps his place and is
+  offered to the next agent, the agent is paused with events.REJECT_PAUSE, and his phone is not
+  counted as failing. Nothing ringing at his phone: refused (published as failed).
 """
 
 from __future__ import annotations
@@ -582,6 +588,37 @@ class CallControls:
         }
         with contextlib.suppress(Unavailable):
             await self.worker.bus.track_call(self.worker.settings.worker_id, s.call_id, info)
+
+    # ------------------------------------------------------------ declining an offer
+    def reject(self, session: CallSession | None, data: dict[str, Any]) -> None:
+        """A `reject` command (see the module's rules); None: no such call on this worker."""
+        self.worker.spawn(self._reject(session, data), f"reject-{data.get('call_id')}")
+
+    async def _reject(self, s: CallSession | None, data: dict[str, Any]) -> None:
+        agent_id, by = str(data.get("agent_id") or ""), str(data.get("by") or "")
+        if s is None:
+            call_id = CallId(str(data.get("call_id") or ""))
+            await self._publish(call_id, "reject", "failed", "no such call on this worker", by)
+            return
+        sip = self.worker.sip
+        async with s.lock:  # after the DialAgent that made his leg, if it is under way
+            offers = {
+                o.offer_id
+                for o in (s.flow.offer, *s.flow.others.values())
+                if o is not None and o.agent_id == agent_id and s.flow.phase == fl.Phase.OFFERING
+            }
+            legs = [leg for leg, offer in s.ringing.items() if offer in offers]
+            if s.agent_leg is not None and s.agent_leg_offer in offers and not s.agent_answered:
+                legs.append(s.agent_leg)
+            if not legs or sip is None:
+                status, detail = "failed", f"no call ringing at agent {agent_id}'s phone"
+            else:
+                s.declined |= offers  # reported to the queue as declined once the leg has ended
+                for leg in legs:
+                    await sip.hangup(leg, 603)
+                status, detail = "done", f"agent:{agent_id}"
+        logger.info("call %s: agent %s declined the offer (%s: %s)", s.call_id, agent_id, status, detail)
+        await self._publish(s.call_id, "reject", status, detail, by)
 
     async def _publish(self, call_id: CallId, action: str, status: str, detail: str, by: str) -> None:
         data = {"call_id": call_id, "action": action, "status": status, "detail": detail, "by": by}

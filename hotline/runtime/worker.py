@@ -143,6 +143,7 @@ class CallSession:
     # A ring_all group's legs still ringing, leg id -> offer id; the first to answer becomes
     # agent_leg (hotline/ivr/flow.py hangs up the others).
     ringing: dict[str, str] = dataclasses.field(default_factory=dict)
+    declined: set[str] = dataclasses.field(default_factory=set)  # offers the agent declined (CMD_REJECT)
     recorded: bool = False  # its CallRecord has been made
     language: str | None = None  # the prompts' language (None: the library's default); SetLanguage
     timer: asyncio.TimerHandle | None = None
@@ -471,6 +472,8 @@ class Worker:
             self.spawn(self._pause_recording(session, paused, by), f"recording-{call_id}")
         elif kind == ev.CMD_CALL_CONTROL:
             self.controls.command(session, data)
+        elif kind == ev.CMD_REJECT:
+            self.controls.reject(session, data)
         elif kind == ev.CMD_CALLBACK:
             if self.callbacks is None or self.sip is None:
                 offer_id = str(data["offer_id"])
@@ -603,6 +606,9 @@ class Worker:
                 # agent answered: the call is being served, so it leaves the queue again.
                 logger.error("call %s: offer %s answered after its lease", s.call_id, c.offer_id)
                 await self.queue.abandon(s.call_id)
+        elif isinstance(c, fl.ReportOfferFailed) and c.offer_id in s.declined:
+            # The agent declined it from his desk: paused by him, not a failure of his phone.
+            await self.queue.offer_failed(OfferId(c.offer_id), epoch_ms(), ev.REJECT_PAUSE, declined=True)
         elif isinstance(c, fl.ReportOfferFailed):
             if c.agent_id:
                 # His phone failed the offer (no answer, busy, not registered ...): like

@@ -250,6 +250,18 @@ class TestAgentFailure:
             "no-answer",
         )
 
+    async def test_an_offer_he_declined_pauses_him_even_without_autopause(self, client: redis.asyncio.Redis) -> None:
+        queue = RedisCallQueue(client, policy=AcdPolicy(agent=AgentPolicy(pause_on_agent_failure=False)))
+        await queue.agent_login(agent(1), 100)
+        await queue.agent_login(agent(2), 200)
+        await queue.enqueue(CallId("c1"), W1, "", 1_000)
+        offer = await offer_to(queue, now=1_500)
+        assert await queue.offer_failed(offer.offer_id, 2_000, "拒接", declined=True)
+        assert await state_of(queue, A1) == (AgentState.PAUSED, 2_000, "拒接")
+        again = await offer_to(queue, now=2_100)  # the call kept its place, for the next agent
+        assert (again.call_id, again.agent_id) == ("c1", "a2")
+        assert not await queue.offer_failed(offer.offer_id, 2_300, "拒接", declined=True)  # duplicate
+
     async def test_a_failure_not_of_the_agent_leaves_him_available(self, queue: RedisCallQueue) -> None:
         await queue.agent_login(agent(1), 100)
         await queue.enqueue(CallId("c1"), W1, "", 1_000)

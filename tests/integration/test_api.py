@@ -201,7 +201,7 @@ class TestAgents:
 
 
 async def test_queue_lists_waiting_calls_in_order(api: Client, queue: RedisCallQueue) -> None:
-    assert await get_json(api, f"{API}/queue") == {"waiting": [], "count": 0, "queues": {"default": 0}}
+    assert await get_json(api, f"{API}/queue") == {"waiting": [], "count": 0, "queues": {"default": 0}, "offered": []}
     await queue.enqueue(CallId("c2"), W1, "13900000000", 2_000)
     await queue.enqueue(CallId("c1"), W1, "13800000000", 1_000)
     body = await get_json(api, f"{API}/queue")
@@ -230,6 +230,27 @@ async def test_queue_shows_priority_waited_and_estimated_wait(api: Client, queue
         ("c3", 2, "flagged", 59.0, 300.0),
         ("c2", 3, "normal", 61.0, 480.0),
     ]
+
+
+async def test_queue_lists_the_calls_ringing_at_agents_with_their_wait(
+    api: Client, queue: RedisCallQueue, clock: Clock
+) -> None:
+    await post_json(api, f"{API}/agents/a1/login")  # at 1 s
+    await queue.enqueue(CallId("c1"), W1, "13800000001", 1_500)
+    await queue.enqueue(CallId("c2"), W1, "13800000002", 2_000)
+    offer = await queue.dispatch_once(2_500, 30_000)
+    assert offer is not None and offer.call_id == "c1"
+    clock.now_ms = 11_500
+    body = await get_json(api, f"{API}/queue")
+    assert [c["call_id"] for c in body["waiting"]] == ["c2"]  # the offered call is not waiting any more
+    assert body["offered"] == [
+        {
+            "call_id": "c1", "worker_id": W1, "caller": "13800000001", "arrival_ms": 1_500, "offered_to": "a1",
+            "priority": "normal", "waited_s": 10.0, "callback": False, "queue": "default",
+        }
+    ]  # fmt: skip
+    assert await queue.offer_answered(offer.offer_id, 12_000)
+    assert (await get_json(api, f"{API}/queue"))["offered"] == []
 
 
 class TestAgentState:

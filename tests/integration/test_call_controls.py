@@ -11,6 +11,7 @@ tests/e2e/test_supervisor_listen_e2e.py)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,11 @@ from hotline.agent_desktop.auth import Auth, MemorySessions
 from hotline.core import events as ev
 from hotline.core.model import Agent, AgentId, AgentState, CallId, WorkerId
 from hotline.core.ports import Offer
-from hotline.queue.acd import RedisCallQueue
+from hotline.queue.acd import AcdPolicy, RedisCallQueue
+from hotline.queue.agent_state import AgentPolicy
 from hotline.queue.bus import RedisEventBus
 from hotline.runtime.callback import CallbackConfig
+from hotline.runtime.legs import epoch_ms
 from hotline.runtime.worker import CallSession, Prompt, Worker, WorkerSettings
 from hotline.sip.events import DtmfReceived, IncomingCall, LegState, LegStateChanged, MediaReady
 from hotline.tickets.store import SqlTicketStore
@@ -52,6 +55,9 @@ def accounts_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     store.add_agent(Agent(AgentId("a2"), "李娜", "1002"))
     for username, (role, agent) in ACCOUNTS.items():
         store.add_account(username, PASSWORD, role, None if agent is None else AgentId(agent))
+    store.add_account("admin", PASSWORD, "admin")
+    store.add_unit("市住建局")
+    store.add_account("zhujian", PASSWORD, "unit", None, "市住建局")
     store.close()
     return path
 
@@ -201,6 +207,38 @@ async def test_transfer_to_an_agent_pauses_him_and_hands_him_the_controls(
     assert await error(await api.post(f"{API}/calls/{call}/hold", headers=agent1)) == (403, "forbidden")
 
 
+async def test_reject_is_for_the_agent_whose_phone_rings_with_the_call(
+    api: Client, client: redis.asyncio.Redis, store: SqlTicketStore
+) -> None:
+    call = "20261122T020000-0000eeee"
+    queue, bus = RedisCallQueue(client), RedisEventBus(client)
+    for agent_id in ("a1", "a2"):
+        agent = store.get_agent(AgentId(agent_id))
+        assert agent is not None
+        await queue.agent_login(agent, 1_000 if agent_id == "a1" else 1_500)  # a1 is idle longest
+    await queue.enqueue(CallId(call), WorkerId("w1"), "13800138000", 2_000)
+    offer = await queue.dispatch_once(3_000, 30_000)
+    assert offer is not None and offer.agent_id == "a1"
+    path = f"{API}/calls/{call}/reject"
+    assert await error(await api.post(path, headers=await token(api, "agent1"))) == (404, "no-such-call")  # no worker
+    await bus.track_call(WorkerId("w1"), CallId(call), {"call_id": call, "caller": "13800138000"})
+
+    assert (await api.post(path)).status == 401
+    for username in ("agent2", "sup", "admin", "zhujian"):  # his phone does not ring with it
+        assert await error(await api.post(path, headers=await token(api, username))) == (403, "forbidden"), username
+    agent1 = await token(api, "agent1")
+    assert await error(await api.post(path, json={"why": "busy"}, headers=agent1)) == (400, "invalid-request")
+    assert await commands(client) == []
+    response = await api.post(path, headers=agent1)
+    assert response.status == 202, await response.text()
+    assert await response.json() == {"call_id": call, "action": "reject", "worker_id": "w1"}
+    assert await commands(client) == [(ev.CMD_REJECT, {"call_id": call, "agent_id": "a1", "by": "agent1"})]
+    # The API changes nothing itself: the worker hangs up his leg, the queue hears of it from the flow.
+    assert (await queue.agent_status(AgentId("a1"))).state is AgentState.RESERVED
+    assert await queue.offer_answered(offer.offer_id, 4_000)  # he picked up after all
+    assert await error(await api.post(path, headers=agent1)) == (409, "not-ringing")
+
+
 # ------------------------------------------------------------------ the worker
 
 
@@ -301,7 +339,20 @@ async def published(bus: Any, kind: str) -> list[dict[str, Any]]:
 @pytest.fixture
 async def connected(client: redis.asyncio.Redis, store: SqlTicketStore, tmp_path: Path) -> AsyncIterator[Call]:
     """A call answered by agent a1 through the real queue, on a worker whose endpoint is a LinkSip."""
-    queue, bus = RedisCallQueue(client), RedisEventBus(client)
+    async with ringing_call(client, RedisCallQueue(client), store, tmp_path) as call:
+        call.leg(call.agent, LegState.CONFIRMED)
+        await until_async(lambda: asyncio.sleep(0, (call.caller, call.agent) in call.sip.links), timeout=5)
+        await until_async(lambda: _on_call(call.worker.queue, "a1"), timeout=5)
+        yield call
+
+
+@contextlib.asynccontextmanager
+async def ringing_call(
+    client: redis.asyncio.Redis, queue: RedisCallQueue, store: SqlTicketStore, tmp_path: Path
+) -> AsyncIterator[Call]:
+    """A call offered to agent a1 through the real queue, his phone ringing (a2 paused), on a
+    worker whose endpoint is a LinkSip."""
+    bus = RedisEventBus(client)
     for agent_id in ("a1", "a2"):
         agent = store.get_agent(AgentId(agent_id))
         assert agent is not None
@@ -332,12 +383,8 @@ async def connected(client: redis.asyncio.Redis, store: SqlTicketStore, tmp_path
         return bool(sip.dialled("out-"))
 
     await until_async(dialled, timeout=5)
-    call = Call(worker, sip, session)
-    call.leg(call.agent, LegState.CONFIRMED)
-    await until_async(lambda: asyncio.sleep(0, (call.caller, call.agent) in sip.links), timeout=5)
-    await until_async(lambda: _on_call(queue, "a1"), timeout=5)
     try:
-        yield call
+        yield Call(worker, sip, session)
     finally:
         worker.stop()
         await running
@@ -548,3 +595,53 @@ async def test_a_transfer_to_the_queue_puts_the_call_back_at_its_place_for_the_n
     assert not any(second in link for link in sip.links)
     record = await ended(call)
     assert record["agent_id"] == "a2" and record["reason"] == "transferred a1 -> queue"
+
+
+async def test_an_agent_rejecting_the_ringing_call_is_paused_and_the_caller_goes_to_the_next_agent(
+    client: redis.asyncio.Redis, store: SqlTicketStore, tmp_path: Path
+) -> None:
+    # A phone that fails an offer would leave its agent available with this policy: a reject is
+    # not such a failure, its agent is paused all the same.
+    queue = RedisCallQueue(client, policy=AcdPolicy(agent=AgentPolicy(pause_on_agent_failure=False)))
+    async with ringing_call(client, queue, store, tmp_path) as call:
+        sip, bus = call.sip, RedisEventBus(client)
+        ((offered,),) = [await queue.offered()]
+        assert offered.offered_to == "a1"
+
+        async def reject(agent_id: str) -> dict[str, Any]:  # sent as the API sends it
+            before = len(await call.outcomes())
+            data = {"call_id": call.id, "agent_id": agent_id, "by": f"agent-{agent_id}"}
+            await bus.send_command(WorkerId("w1"), ev.CMD_REJECT, data)
+            got = await until_async(lambda: call._outcome_after(before), timeout=5)
+            assert isinstance(got, dict)
+            return got
+
+        refused = await reject("a2")  # nothing rings at his phone
+        assert (refused["action"], refused["status"]) == ("reject", "failed")
+        assert not [c for c in sip.calls if c[0] == "hangup"]
+        done = await reject("a1")
+        assert (done["action"], done["status"], done["by"]) == ("reject", "done", "agent-a1")
+        assert ("hangup", call.agent, 603) in sip.calls
+        call.leg(call.agent, LegState.DISCONNECTED, 487)  # his phone stops ringing
+
+        async def paused() -> bool:
+            return await state_of(call, "a1") == (AgentState.PAUSED, ev.REJECT_PAUSE)
+
+        await until_async(paused, timeout=5)
+        states = [d for d in await published(bus, ev.AGENT_STATE) if d["agent_id"] == "a1"]
+        assert (states[-1]["state"], states[-1]["by"]) == ("paused", "agent")  # his choice, not his phone
+        # The caller kept his place (his arrival time) and is offered to the next agent.
+        ((waiting,),) = [await queue.waiting()]
+        assert (waiting.call_id, waiting.arrival_ms, waiting.position) == (call.id, offered.arrival_ms, 1)
+        now = epoch_ms()
+        await queue.agent_resume(AgentId("a2"), now)
+        offer = await queue.dispatch_once(now, 30_000)
+        assert isinstance(offer, Offer) and (offer.call_id, offer.agent_id) == (call.id, "a2")
+        data = {"call_id": call.id, "offer_id": offer.offer_id, "agent_id": "a2", "agent_uri": "sip:1002@x"}
+        await bus.send_command(WorkerId("w1"), ev.CMD_OFFER, data)
+        await until_async(lambda: asyncio.sleep(0, len(sip.dialled("out-")) == 2), timeout=5)
+        second = sip.dialled("out-")[1]
+        assert ("dial", second, "sip:1002@x") in sip.calls
+        call.leg(second, LegState.CONFIRMED)
+        await until_async(lambda: _on_call(queue, "a2"), timeout=5)
+        assert await state_of(call, "a1") == (AgentState.PAUSED, ev.REJECT_PAUSE)

@@ -178,6 +178,15 @@ class TestOffers:
         assert out[0] == JoinIdleLine(5_000)
         assert (m.state, m.reason, m.status().idle_since_ms) == (S.AVAILABLE, "no-answer", 5_000)
 
+    @pytest.mark.parametrize("pause", [True, False])
+    def test_an_offer_he_declined_pauses_him_by_his_choice_whatever_the_policy(self, pause: bool) -> None:
+        m = machine(pause=pause)
+        m.handle(Login(), 100)
+        m.handle(Offer(C1, O1), 200)
+        out = m.handle(OfferFailed(O1, "拒接", declined=True), 5_000)
+        assert out == [Changed(A1, S.RESERVED, S.PAUSED, "offer_failed", Actor.AGENT, "拒接", None, 5_000)]
+        assert (m.state, m.reason, m.call_id) == (S.PAUSED, "拒接", None)
+
     def test_other_failures_make_him_available_idle_since_now(self) -> None:
         m = in_state(S.RESERVED)
         m.handle(OfferFailed(O1, "lease-expired"), 5_000)

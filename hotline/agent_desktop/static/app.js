@@ -454,6 +454,7 @@
     $("btn-pause").disabled = !["available", "wrap_up", "paused"].includes(st);
     $("btn-wrapdone").disabled = st !== "wrap_up";
     $("btn-record").disabled = !(st === "on_call" && S.agent.call_id);
+    $("btn-reject").disabled = !(st === "reserved" && S.agent.call_id);
     // A button that just became disabled has lost the focus: give it to the next one that works.
     if (focused && focused.closest(".statebar") && focused.disabled) {
       const next = [...document.querySelectorAll(".statebar button")].find((b) => !b.disabled);
@@ -466,6 +467,7 @@
       if (before && before.state === "reserved" && st === "on_call" && S.call.rang_s === null) {
         S.call.rang_s = (Date.now() - before.since_ms) / 1000;
       }
+      if (st !== "reserved") freezeQueueWait("已结束等待");
       if (st !== "reserved" && S.call.waited_s !== null && S.call.frozen_wait === null) {
         S.call.frozen_wait = S.call.waited_s + (Date.now() - S.call.fetched_at) / 1000; // answered: the wait is over
       }
@@ -474,6 +476,7 @@
       // The call's facts grow as it goes (the call record is written when it ends): read again.
       if (!fresh && before && before.state !== st && (st === "on_call" || st === "wrap_up")) loadContext(S.call.call_id);
     } else if (S.call && !S.call.ended && before && before.state !== st) {
+      freezeQueueWait("来电已不在本坐席"); // rejected, or gone to another agent: not his wait to watch
       const talked = ["on_call", "wrap_up"].includes(before.state);
       callStatus(talked ? "通话已结束" : "来电未接通：来电人已挂机或已转给其他坐席");
     }
@@ -507,6 +510,14 @@
   }
 
   // --- the call -----------------------------------------------------------------------------
+  // The caller's wait stops ticking on this page once the call stops ringing here.
+  function freezeQueueWait(note) {
+    const c = S.call;
+    if (!c || c.queue_wait_s === null || c.queue_wait_frozen !== null) return;
+    c.queue_wait_frozen = c.queue_wait_s + (Date.now() - c.queue_wait_at) / 1000;
+    c.queue_wait_note = note;
+  }
+
   // Nothing of the last call stays on the page for whoever signs in next.
   function resetCall() {
     S.call = null;
@@ -517,12 +528,13 @@
     show("call-facts", false);
     text("transcript", "（尚无转写）");
     renderDraft(null);
+    renderKb(null);
     clear($("history"));
     text("history-status", "来电时显示该来电人的历史工单和疑似重复工单。");
   }
 
   function newCall(callId) {
-    S.call = { call_id: callId, caller: null, waited_s: null, fetched_at: Date.now(), frozen_wait: null, rang_s: null, position: null, priority: null, ended: false, draft: null, text: "" };
+    S.call = { call_id: callId, caller: null, waited_s: null, fetched_at: Date.now(), frozen_wait: null, rang_s: null, position: null, priority: null, ended: false, draft: null, text: "", queue_wait_s: null, queue_wait_at: 0, queue_wait_frozen: null, queue_wait_note: "" };
     S.dirty.clear();
     S.recordingPaused = false;
     $("btn-record").firstChild.textContent = "暂停录音 ";
@@ -533,9 +545,11 @@
     text("call-id", callId);
     text("call-caller", "查询中…");
     text("call-wait", "—");
+    text("call-waited", "—");
     text("call-queue", "—");
     text("transcript", "（尚无转写）");
     renderDraft(null);
+    renderKb(null);
     loadQueueEntry(callId);
     loadContext(callId);
   }
@@ -545,6 +559,12 @@
       const queue = await api("GET", "/queue");
       const entry = (queue.waiting || []).find((c) => c.call_id === callId);
       if (!S.call || S.call.call_id !== callId) return;
+      // How long the caller has waited (queued, then ringing): the call is waiting or offered.
+      const ringing = entry || (queue.offered || []).find((c) => c.call_id === callId);
+      if (ringing) {
+        Object.assign(S.call, { queue_wait_s: ringing.waited_s, queue_wait_at: Date.now() });
+        if (!S.agent || S.agent.state !== "reserved") Object.assign(S.call, { queue_wait_frozen: ringing.waited_s, queue_wait_note: "已结束等待" });
+      }
       if (entry) {
         Object.assign(S.call, { caller: entry.caller, waited_s: entry.waited_s, fetched_at: Date.now(), position: entry.position, priority: entry.priority });
         showCaller(entry.caller);
@@ -552,7 +572,9 @@
         if (S.agent && S.agent.state === "reserved") announceCall();
         else S.call.frozen_wait = entry.waited_s;
       } else {
-        // Offered calls are not in GET /queue: the number comes with the call's context, if at all.
+        // Offered calls are not in GET /queue's waiting list: the number (masked) comes with
+        // the offer, the whole number with the call's context, if at all.
+        if (ringing && !S.call.caller) showCaller(ringing.caller);
         if (!S.call.caller) text("call-caller", "—");
         text("call-queue", "12345 热线 · 已分配给您");
       }
@@ -595,7 +617,37 @@
     S.call.draft = data.draft || null;
     text("transcript", data.text ? `${data.text}${data.final ? "" : " …"}` : "（尚无转写）");
     renderDraft(S.call.draft);
+    renderKb(S.call.draft && S.call.draft.kb);
     prefill(S.call.draft, data.text || "");
+  }
+
+  // The knowledge base's answers for what the caller said (the speech service's matches, best
+  // first): topic and score, the answer text behind a disclosure the keyboard opens too.
+  function renderKb(matches) {
+    const list = $("kb-list");
+    const open = new Set([...list.querySelectorAll("details[open]")].map((d) => d.dataset.entry));
+    clear(list);
+    const found = (Array.isArray(matches) ? matches : []).filter((m) => m && (m.topic || m.question));
+    if (!found.length) {
+      list.appendChild(el("li", "hint", "（暂无匹配）"));
+      return;
+    }
+    found.forEach((m) => {
+      const item = el("li", "kb-item");
+      const label = `${m.topic || m.question}（匹配度 ${Math.round((Number(m.score) || 0) * 100)}%）`;
+      if (!m.answer) {
+        item.appendChild(el("span", "", label));
+      } else {
+        const details = el("details");
+        details.dataset.entry = m.entry_id || m.id || label;
+        details.open = open.has(details.dataset.entry);
+        details.appendChild(el("summary", "", label));
+        if (m.question) details.appendChild(el("p", "hint", `常见问法：${m.question}`));
+        details.appendChild(el("p", "answer", m.answer));
+        item.appendChild(details);
+      }
+      list.appendChild(item);
+    });
   }
 
   function renderDraft(draft) {
@@ -690,6 +742,39 @@
     if ($("f-place").value.trim()) matter.place = $("f-place").value.trim();
     if ($("f-content").value.trim()) matter.content = $("f-content").value.trim();
     loadContext(S.call.call_id, matter);
+  }
+
+  // Blind transfer of the call on the agent's phone to another agent (POST /calls/{id}/transfer).
+  async function transferCall() {
+    if (!S.call || !S.agent || S.agent.state !== "on_call") {
+      text("record-status", "当前不在通话中，无法转接");
+      return;
+    }
+    const target = (prompt("转接给坐席（盲转），请输入对方工号：") || "").trim();
+    if (!target) return;
+    try {
+      await api("POST", `/calls/${encodeURIComponent(S.call.call_id)}/transfer`, { target: `agent:${target}`, mode: "blind" });
+      text("record-status", `已转接给坐席 ${target}，等待对方接听`);
+    } catch (err) {
+      const busy = err.error === "agent-not-available" ? `坐席 ${target} 当前不是空闲状态，无法转接` : "";
+      text("record-status", busy || (missing(err) ? `${UNAVAILABLE}：转接` : explain(err)));
+    }
+  }
+
+  // 拒接: the call ringing at the agent's phone goes to the next agent (POST /calls/{id}/reject);
+  // the server pauses him with the reason 拒接, which the socket's agent.state shows.
+  async function rejectCall() {
+    if (!S.call || $("btn-reject").disabled) return;
+    const callId = S.call.call_id;
+    $("btn-reject").disabled = true;
+    try {
+      await api("POST", `/calls/${encodeURIComponent(callId)}/reject`, {});
+      text("record-status", "已拒接：来电人保留排队位置，将转给其他坐席；您已进入小休（拒接）");
+    } catch (err) {
+      const gone = err.error === "not-ringing" || err.error === "no-such-call" ? "来电已不在振铃，无法拒接" : "";
+      text("record-status", gone || (missing(err) ? `${UNAVAILABLE}：拒接` : explain(err)));
+      if (S.agent) $("btn-reject").disabled = !(S.agent.state === "reserved" && S.agent.call_id);
+    }
   }
 
   async function toggleRecording() {
@@ -958,6 +1043,11 @@
     } else if (S.call && S.call.rang_s !== null) {
       text("call-wait", `振铃 ${duration(S.call.rang_s)}（已接起）`);
     }
+    if (S.call && S.call.queue_wait_s !== null) {
+      const frozen = S.call.queue_wait_frozen;
+      const waited = frozen ?? S.call.queue_wait_s + (now - S.call.queue_wait_at) / 1000;
+      text("call-waited", `${duration(waited)}（${frozen === null ? "含排队和振铃" : S.call.queue_wait_note}）`);
+    }
     document.querySelectorAll("#agents td[data-since]").forEach((td) => {
       td.textContent = duration((now - Number(td.dataset.since)) / 1000);
     });
@@ -971,9 +1061,10 @@
     Digit2: "btn-pause",
     Digit3: "btn-wrapdone",
     KeyR: "btn-record",
+    KeyJ: "btn-reject",
     KeyS: "btn-submit",
   };
-  const SHORTCUT_NAMES = { KeyI: "签入", KeyO: "签出", Digit1: "空闲", Digit2: "小休", Digit3: "话后处理结束", KeyR: "暂停录音", KeyS: "提交工单" };
+  const SHORTCUT_NAMES = { KeyI: "签入", KeyO: "签出", Digit1: "空闲", Digit2: "小休", Digit3: "话后处理结束", KeyR: "暂停录音", KeyJ: "拒接", KeyS: "提交工单" };
 
   function onKey(event) {
     if (!event.altKey || event.ctrlKey || event.metaKey || !S.me || !S.me.agent_id) return;
@@ -988,7 +1079,7 @@
     event.preventDefault();
     const button = $(id);
     if (button.disabled) {
-      const where = id === "btn-submit" ? "form-status" : id === "btn-record" ? "record-status" : "state-error";
+      const where = id === "btn-submit" ? "form-status" : ["btn-record", "btn-reject"].includes(id) ? "record-status" : "state-error";
       text(where, `当前状态下不能${SHORTCUT_NAMES[event.code]}`);
       return;
     }
@@ -1005,6 +1096,8 @@
     $("btn-pause").addEventListener("click", () => changeState({ state: "paused", reason: $("pause-reason").value }));
     $("btn-wrapdone").addEventListener("click", () => changeState({ state: "wrap_up_done" }));
     $("btn-record").addEventListener("click", toggleRecording);
+    $("btn-reject").addEventListener("click", rejectCall);
+    $("btn-transfer").addEventListener("click", transferCall);
     $("ticket-form").addEventListener("submit", submitTicket);
     $("btn-repeats").addEventListener("click", checkRepeats);
     ["f-kind", "f-place", "f-content", "f-lead", "f-assist", "f-name", "f-emergency", "f-consent", "f-answer"].forEach((id) => {

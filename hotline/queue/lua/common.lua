@@ -254,11 +254,13 @@ end
 
 -- The offer failed (no answer, busy, lease ran out ...): the call goes back in place; the agent
 -- is paused when his side failed and the policy says so, else available, idle since now.
-local function fail_offer(offer, now, reason, agent_fault)
+local function fail_offer(offer, now, reason, agent_fault, declined)
   release_offer(offer, reason)
   local agent = get_json(K_AGENTS, offer.agent_id)
   if holds(agent, offer) then
-    if agent_fault and PAUSE_ON_AGENT_FAILURE then
+    if declined then  -- he declined it from his desk: paused, whatever the policy
+      move(agent, 'offer_failed', 'paused', now, 'agent', reason)
+    elseif agent_fault and PAUSE_ON_AGENT_FAILURE then
       move(agent, 'offer_failed', 'paused', now, 'system', reason)
     else
       make_available(agent, 'offer_failed', now, 'system', reason)
