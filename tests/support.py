@@ -29,12 +29,19 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 
     Picked in 10000-29999, below Linux's ephemeral range (32768+): a port from bind(0) is an
     ephemeral one, which any other socket bound to port 0 (an RTP port, a client) may take
-    before the program we hand it to binds it."""
+    before the program we hand it to binds it. A UDP port is even and the three above it are
+    free too: given to sipp as its media port, sipp binds audio RTP/RTCP there and video
+    RTP/RTCP at +2 and +3 (one of those taken fails the call: "Unable to bind video RTP
+    socket")."""
+    span = 4 if kind == socket.SOCK_DGRAM else 1
     for _ in range(200):
-        port = _rng.randrange(10000, 30000)
-        with socket.socket(socket.AF_INET, kind) as sock:
+        port = _rng.randrange(10000, 30000 - span)
+        port -= port % span if span > 1 else 0
+        with contextlib.ExitStack() as held:
             try:
-                sock.bind(("127.0.0.1", port))
+                for offset in range(span):
+                    sock = held.enter_context(socket.socket(socket.AF_INET, kind))
+                    sock.bind(("127.0.0.1", port + offset))
             except OSError:
                 continue
             return port
