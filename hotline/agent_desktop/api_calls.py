@@ -19,7 +19,9 @@ Rules of this module:
   `call.control` with the outcome); 202 means sent. The call's agent is the agent on that call in
   the queue, or, after a transfer, the agent the worker's live-call registry names. A transfer to
   an agent needs him available: he is paused (events.TRANSFER_PAUSE) at once so that the
-  dispatcher offers him nothing else, and resumed when the call ends or the transfer fails.
+  dispatcher offers him nothing else; when he answers, the worker has the queue put him on the
+  call (transfer_taken: its agent from then on, wrap-up after it), and if the transfer fails he
+  is resumed.
   A transfer to "queue" puts the call back in the queue at its original arrival time and
   priority (nobody is paused; the agent goes to wrap-up).
 - `POST /calls/{call_id}/reject` (拒接): only the agent whose phone that call is ringing at (the

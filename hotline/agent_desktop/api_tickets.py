@@ -37,6 +37,7 @@ from hotline.agent_desktop.auth import ADMIN, AGENT, SUPERVISOR, Principal, mask
 from hotline.agent_desktop.openapi import API_PREFIX, errors, json_body, ref
 from hotline.agent_desktop.privacy import AUDIT, audit_read
 from hotline.agent_desktop.responses import in_thread, json_reply, optional_object
+from hotline.core import events as ev
 from hotline.core.errors import InvalidRequest, NoSuchCall, NotFound, Unavailable
 from hotline.core.model import CallId, WorkerId
 
@@ -285,7 +286,9 @@ async def call_facts(request: web.Request, call_id: CallId) -> tuple[str, str | 
     if record is not None:
         return record.caller, record.agent_id, False
     queue = request.app[QUEUE]
-    owner = next((s.agent_id for s in await queue.agents() if s.call_id == call_id), None)
+    # A first agent wrapping up a call transferred away still names it: the agent who took it owns it.
+    holders = [s for s in await queue.agents() if s.call_id == call_id]
+    owner = next((s.agent_id for s in holders if not s.reason.startswith(ev.TRANSFERRED)), None)
     caller = next((w.caller for w in await queue.waiting() if w.call_id == call_id), None)
     live = request.app[LIVE_CALLS]
     if caller is None and live is not None:

@@ -51,6 +51,9 @@ CMD_CALL_CONTROL = "call-control"
 MONITOR_MODES = ("listen", "whisper", "barge")
 TRANSFER_MODES = ("blind", "attended")
 TRANSFER_PAUSE = "转接通话"  # the pause reason of an agent a call is being transferred to
+# The reason of a first agent's wrap-up once the agent his call was transferred to took it:
+# TRANSFERRED + that agent's id ("transferred:1002"); the call, and its ticket, are no longer his.
+TRANSFERRED = "transferred:"
 # The agent declines the call ringing at his phone, from the agent desktop API: data: call_id,
 # agent_id, by. The worker hangs up his ringing leg; the caller keeps his place in the queue and
 # the agent is paused with REJECT_PAUSE (his choice, not a failure of his phone). The outcome is

@@ -297,6 +297,13 @@ class CallQueue(Protocol):
         """The agent who had this call goes to wrap-up (or available without wrap-up time);
         lost=True (the system lost the call, e.g. its worker died): available at once."""
 
+    async def transfer_taken(
+        self, call_id: CallId, from_agent: AgentId | None, to_agent: AgentId, now_ms: int, released: bool = False
+    ) -> bool | None:
+        """The agent a call was transferred to answered: from the transfer pause to on the call
+        (as an answered offer), from_agent to wrap-up (released: he was already). True: he has
+        it; False: he was not in the transfer pause; None: the call is over, he is resumed."""
+
     async def expire_offers(self, now_ms: int) -> list[Offer]:
         """Offers whose lease ran out go back as if failed; returns them."""
 

@@ -21,7 +21,8 @@ eligibility of a (needed skills, level) pair that found nobody is remembered for
 the scan, so the work is O(A + C + K*A*S) for A agents, C entries, K distinct (skills, level)
 pairs among them and S skills per call, and O(1 + A) when the head call can be served.
 Per-agent inputs (calls_answered, talk_ms, since login) are kept in the agent's JSON by
-offer_answered and call_finished; round_robin's memory is the last-offered key. A full queue
+offer_answered, transfer_taken (a call transferred to an agent counts as answered by him) and
+call_finished; round_robin's memory is the last-offered key. A full queue
 (max_length) overflows inside enqueue (to its overflow queue, else marked overflow_now, else
 QUEUE_FULL); max_wait_s and the overflow target are reported by overflow_due() for the control
 plane to act on (move_to_queue for queue:<name>).
@@ -199,6 +200,8 @@ def lua_prelude(
         f"local ABANDONED = {_lua_string(agent_state.ABANDONED)}",
         f"local CALLBACK_REQUESTED = {_lua_string(agent_state.CALLBACK_REQUESTED)}",
         f"local ANSWERED_ELSEWHERE = {_lua_string(agent_state.ANSWERED_ELSEWHERE)}",
+        f"local TRANSFER_PAUSE = {_lua_quoted(agent_state.TRANSFER_PAUSE)}",
+        f"local TRANSFERRED = {_lua_quoted(agent_state.TRANSFERRED)}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -222,6 +225,7 @@ _SCRIPTS = (
     "offer_failed",
     "expire_offers",
     "call_finished",
+    "transfer_taken",
     "agent_login",
     "agent_logout",
     "agent_state",
@@ -751,6 +755,29 @@ class RedisCallQueue:
         truncated call is not averaged. A repeated or unknown call changes nothing."""
         _ms("end of wrap-up", _ms("now_ms", now_ms) + self.policy.agent.wrap_up_ms)
         await self._run("call_finished", _id("call_id", call_id), now_ms, "1" if lost else "0")
+
+    async def transfer_taken(
+        self, call_id: CallId, from_agent: AgentId | None, to_agent: AgentId, now_ms: int, released: bool = False
+    ) -> bool | None:
+        """The agent a call was transferred to answered: he goes from the transfer pause
+        (events.TRANSFER_PAUSE) to ON_CALL with the call, as if he had answered an offer of it
+        (agent.state event, calls_answered; call_finished later puts him in wrap-up), and
+        from_agent, who still has the call, goes to wrap-up with the reason
+        agent_state.TRANSFERRED + to_agent. released: from_agent was released already (his leg
+        ended while the transfer rang) and nobody has the call.
+
+        True: to_agent has the call (a repeat changes nothing). False: he is not in the transfer
+        pause (no change). None: the call is over or someone else has it; he is resumed."""
+        _ms("end of wrap-up", _ms("now_ms", now_ms) + self.policy.agent.wrap_up_ms)
+        result = await self._run(
+            "transfer_taken",
+            _id("call_id", call_id),
+            _id("from_agent", from_agent) if from_agent else "",
+            _id("to_agent", to_agent),
+            now_ms,
+            "1" if released else "0",
+        )
+        return None if int(result) < 0 else bool(int(result))
 
     async def expire_offers(self, now_ms: int) -> list[Offer]:
         """Offers whose lease ran out (expiry <= now_ms) go back as if failed; returns them."""

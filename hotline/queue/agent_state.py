@@ -11,8 +11,13 @@ every Lua script, and the scripts refuse any change it does not allow):
   gone) makes him available. Either way he is idle since now: the back of the idle line.
 - An offer withdrawn (the caller hung up while the phone rang) gives him back the since and
   idle-since he had: he keeps his turn.
+- A call transferred to an agent: the API pauses him with events.TRANSFER_PAUSE while his phone
+  rings (nothing else is offered to him); when he answers, transfer_taken puts him on that call
+  exactly as an answered offer would (counted in calls_answered). Only from that pause: in any
+  other pause it changes nothing, and on the call already, nothing either.
 - A call that ends puts him in wrap-up for policy.wrap_up_ms (0: straight to available). A call
-  the system lost (its worker died) makes him available at once.
+  the system lost (its worker died) makes him available at once. A call transferred away from
+  him ends for him when its new agent takes it (reason TRANSFERRED + that agent).
 - Wrap-up ends by itself at its deadline (a Tick at or after it; since and idle-since are the
   deadline, whenever the tick comes) or early by the agent (wrap_up_done).
 - Pause with a reason code (小休, 用餐, 培训, no-answer, not-registered ...) from available,
@@ -32,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar, Final
 
+from hotline.core import events
 from hotline.core.errors import IllegalTransition
 from hotline.core.model import Actor, AgentId, AgentState, CallId, OfferId
 from hotline.core.ports import AgentStatus
@@ -65,6 +71,7 @@ TRANSITIONS: Final[dict[tuple[AgentState, str], frozenset[AgentState]]] = {
     (S.ON_CALL, "login"): _to(S.ON_CALL),
     (S.ON_CALL, "call_ended"): _to(S.WRAP_UP, S.AVAILABLE),
     (S.ON_CALL, "wrap_up_done"): _to(S.ON_CALL),
+    (S.ON_CALL, "transfer_taken"): _to(S.ON_CALL),
     (S.ON_CALL, "tick"): _to(S.ON_CALL),
     (S.WRAP_UP, "login"): _to(S.WRAP_UP),
     (S.WRAP_UP, "logout"): _to(S.LOGGED_OUT),
@@ -75,6 +82,7 @@ TRANSITIONS: Final[dict[tuple[AgentState, str], frozenset[AgentState]]] = {
     (S.PAUSED, "logout"): _to(S.LOGGED_OUT),
     (S.PAUSED, "pause"): _to(S.PAUSED),
     (S.PAUSED, "resume"): _to(S.AVAILABLE),
+    (S.PAUSED, "transfer_taken"): _to(S.PAUSED, S.ON_CALL),
     (S.PAUSED, "tick"): _to(S.PAUSED),
 }
 
@@ -90,6 +98,11 @@ ABANDONED = "abandoned"
 CALLBACK_REQUESTED = "callback"
 # The reason of a ring_all offer withdrawn because another agent of the group answered first.
 ANSWERED_ELSEWHERE = "answered-elsewhere"
+# The reason of the pause an agent is in while a call transferred to him rings (core.events).
+TRANSFER_PAUSE = events.TRANSFER_PAUSE
+# The reason of a first agent's wrap-up after his call was transferred: TRANSFERRED + the agent
+# who took it ("transferred:a2").
+TRANSFERRED = events.TRANSFERRED
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -148,10 +161,19 @@ class OfferWithdrawn:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class TransferTaken:
+    """The agent answered a call transferred to him (he was paused with TRANSFER_PAUSE)."""
+
+    name: ClassVar[str] = "transfer_taken"
+    call_id: CallId
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class CallEnded:
     name: ClassVar[str] = "call_ended"
     call_id: CallId
     lost: bool = False  # the system lost the call (worker died): no wrap-up
+    transferred_to: AgentId | None = None  # the call went on with this agent: the wrap-up's reason says so
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -181,11 +203,35 @@ class Tick:
 
 
 Event = (
-    Login | Logout | Offer | Answered | OfferFailed | OfferWithdrawn | CallEnded | Pause | Resume | WrapUpDone | Tick
+    Login
+    | Logout
+    | Offer
+    | Answered
+    | OfferFailed
+    | OfferWithdrawn
+    | TransferTaken
+    | CallEnded
+    | Pause
+    | Resume
+    | WrapUpDone
+    | Tick
 )
 EVENT_NAMES: Final = frozenset(
     cls.name
-    for cls in (Login, Logout, Offer, Answered, OfferFailed, OfferWithdrawn, CallEnded, Pause, Resume, WrapUpDone, Tick)
+    for cls in (
+        Login,
+        Logout,
+        Offer,
+        Answered,
+        OfferFailed,
+        OfferWithdrawn,
+        TransferTaken,
+        CallEnded,
+        Pause,
+        Resume,
+        WrapUpDone,
+        Tick,
+    )
 )
 assert {name for _, name in TRANSITIONS} <= EVENT_NAMES, "TRANSITIONS names an unknown event"
 
@@ -287,6 +333,8 @@ class AgentMachine:
                 return self._offer_failed(event, now)
             case OfferWithdrawn():
                 return self._offer_withdrawn(event, now)
+            case TransferTaken():
+                return self._transfer_taken(event, now)
             case CallEnded():
                 return self._call_ended(event, now)
             case Pause():
@@ -393,6 +441,13 @@ class AgentMachine:
         self._check_offer(event)
         return self._move(event.name, AgentState.AVAILABLE, self.prev_since_ms, Actor.SYSTEM, event.reason)
 
+    def _transfer_taken(self, event: TransferTaken, now: int) -> list[Command]:
+        if self.state is not AgentState.PAUSED or self.reason != TRANSFER_PAUSE:
+            return []  # on a call already (this one: a repeat), or not waiting for a transfer
+        self.call_id = event.call_id
+        self.calls_answered += 1
+        return self._move(event.name, AgentState.ON_CALL, now, Actor.AGENT, "")
+
     def _call_ended(self, event: CallEnded, now: int) -> list[Command]:
         if event.call_id != self.call_id:
             raise IllegalTransition(
@@ -402,10 +457,11 @@ class AgentMachine:
         self.talk_ms += max(0, now - self.since_ms)
         if event.lost:
             return self._available(event.name, now, Actor.SYSTEM, CALL_LOST)
+        reason = f"{TRANSFERRED}{event.transferred_to}" if event.transferred_to else ""
         if self.policy.wrap_up_ms <= 0:
-            return self._available(event.name, now, Actor.SYSTEM)
+            return self._available(event.name, now, Actor.SYSTEM, reason)
         self.wrap_up_until_ms = now + self.policy.wrap_up_ms
-        return self._move(event.name, AgentState.WRAP_UP, now, Actor.SYSTEM, "")
+        return self._move(event.name, AgentState.WRAP_UP, now, Actor.SYSTEM, reason)
 
     def _pause(self, event: Pause, now: int) -> list[Command]:
         if self.state is AgentState.PAUSED and self.reason == event.reason:

@@ -29,10 +29,15 @@ Rules of this module:
 - The CallFlow stays CONNECTED through everything else and never learns of it: its agent leg is
   swapped under it when a transfer completes (same offer id, so the new party's hang-up ends the
   call as the first agent's would have).
-- A released first agent goes to wrap-up at once (queue.call_finished, idempotent: the call's
-  own end later changes nothing for him). A target agent was paused by the API with the reason
-  events.TRANSFER_PAUSE (so the dispatcher offers him nothing else); he is resumed when the call
-  ends, when the transfer fails, or when he sends the call back to the queue.
+- A target agent was paused by the API with the reason events.TRANSFER_PAUSE (so the
+  dispatcher offers him nothing else while his phone rings). When he takes the call (blind: his
+  leg confirmed and bridged; attended: transfer-complete) the queue is told in one step
+  (queue.transfer_taken): he is on the call as if he had answered an offer of it, and the agent
+  who had it goes to wrap-up with the reason events.TRANSFERRED + the target. The call's end is
+  then his (queue.call_finished: wrap-up, talk time), and he may transfer it on the same way.
+  A first agent released otherwise (his leg ended while the target rang, a transfer to a number
+  or to the queue) goes to wrap-up at once (queue.call_finished, idempotent). A target who fails
+  or is cancelled is resumed; so is one the queue did not put on the call, when the call ends.
 - The call record: agent_id is the last agent who had the call; `reason` carries one note per
   transfer ("transferred a1 -> agent:a2 (blind)", "transfer to number:12315 failed: busy").
 - Conference: the number is dialled; caller, agent and that party all hear each other, and the
@@ -515,10 +520,11 @@ class CallControls:
             self.worker.by_leg.pop(old, None)
             self.legs[old] = s  # its end is claimed here, not the flow's AgentHungUp
             await sip.hangup(old, 200)
-        await self._release_first_agent(s, state)
         if target.agent_id:
+            await self._hand_over(s, state, before, target.agent_id)
             state.final_agent = target.agent_id
-            state.resume_agents.add(target.agent_id)
+        else:
+            await self._release_first_agent(s, state)
         state.notes.append(f"transferred {before or '?'} -> {target.label} ({target.mode})")
         await self._retrack(s, state)
         logger.info("call %s: transferred to %s (%s)", s.call_id, target.label, target.mode)
@@ -571,6 +577,29 @@ class CallControls:
             await self.worker.queue.call_finished(s.call_id, epoch_ms())
         except Unavailable as exc:
             logger.warning("call %s: first agent not released to wrap-up: %s", s.call_id, exc)
+
+    async def _hand_over(self, s: CallSession, state: _State, before: str | None, agent_id: str) -> None:
+        """The target agent takes the call in the queue (transfer_taken: on the call as if he
+        had answered an offer of it; the agent who had it goes to wrap-up, unless released
+        already). If the queue does not take it, the old way: the first agent wraps up, the
+        target stays paused until the call ends."""
+        released, state.agent_released = state.agent_released, True
+        try:
+            taken = await self.worker.queue.transfer_taken(
+                s.call_id, AgentId(before) if before else None, AgentId(agent_id), epoch_ms(), released=released
+            )
+        except Unavailable as exc:
+            logger.warning("call %s: agent %s not put on the call in the queue: %s", s.call_id, agent_id, exc)
+            taken = False
+        if taken:
+            state.agent_released = False  # the new agent's own end (call end, next transfer) is to come
+            return
+        logger.warning("call %s: the queue did not give the call to agent %s (%s)", s.call_id, agent_id, taken)
+        if not released:
+            state.agent_released = False
+            await self._release_first_agent(s, state)
+        if taken is False:
+            state.resume_agents.add(agent_id)  # resumed when the call ends (None: resumed already)
 
     async def _resume(self, agent_id: str) -> None:
         with contextlib.suppress(Exception):

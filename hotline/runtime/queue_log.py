@@ -13,6 +13,8 @@ lines to `<data_dir>/log/queue_log`. What maps to what (Asterisk's meaning of th
     offer not answered (agent's fault)     RINGNOANSWER|<ring ms>
     offer withdrawn (caller left)          RINGCANCELED|<ring ms>
     agent answered                         CONNECT|<hold s>|<call id>|<ring s>
+    agent took a call transferred to him   UNPAUSE, then CONNECT|0|<call id>|<ring s>
+      (ringing from his transfer pause, events.TRANSFER_PAUSE, to his answer)
     answered call ends                     COMPLETECALLER or COMPLETEAGENT|<hold s>|<talk s>|1
       (a callback's answered call logs under the callback's own call id)
     caller hung up waiting                 ABANDON|1|1|<wait s>
@@ -104,6 +106,12 @@ class QueueLog:
         if previous == "reserved":
             rang_from, call_id = self._ringing.pop(agent, (since_ms, call_id))
             ring_ms = since_ms - rang_from
+        if event == "transfer_taken":
+            rang_from, _ = self._ringing.pop(agent, (since_ms, call_id))
+            ring_s = round(max(0, since_ms - rang_from) / 1000)
+            return [_line(at, None, q, agent, "UNPAUSE"), _line(at, call_id, q, agent, "CONNECT", 0, call_id, ring_s)]
+        if state == "paused" and reason == ev.TRANSFER_PAUSE:  # a call transferred to him rings
+            self._remember(self._ringing, agent, (since_ms, None))
         if previous == "logged_out" and state != "logged_out":
             return [_line(at, None, q, agent, "ADDMEMBER")]
         if state == "logged_out":

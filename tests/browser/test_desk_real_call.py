@@ -7,17 +7,14 @@ page's form.
 The story: both agents sign in and take a break; the citizen calls and waits (the supervisor's
 wallboard counts him); agent 1 becomes available, the call rings on his softphone and the page
 pops it with the live transcript; he answers on the phone, then transfers the call to agent 2
-with the page's 转接 control; agent 2's phone rings and he answers. The agent in wrap-up files
-the 工单 through the page's wrap-up form (pre-filled from the draft) while agent 2 talks, then
-agent 2 hangs up. The supervisor's wallboard follows every step. Screenshots of the three pages
-at each step go to var/test-artifacts/browser/.
-
-What the product does today, and so what this test pins (see the report of the change that
-added it): a transfer target is paused with the reason 转接通话 for the call and never holds
-it in the queue, so his page shows 小休（转接通话）and not the call; he is back to 空闲 when the
-call ends, with nothing to wrap up. The first agent goes to wrap-up at the transfer and is the
-one whose page holds the form; he may file the ticket while the call goes on (afterwards the
-call record names agent 2 as the call's agent).
+with the page's 转接 control; agent 2's phone rings (he is held for it: 小休（转接通话）) and he
+answers. The queue then gives him the call as if he had answered an offer of it: his page pops
+it (transcript, draft), his state buttons are disabled while he talks, and agent 1's page lets
+go of it (通话已转接给坐席 …, no form for it: agent 1 wraps up without a ticket). Agent 2 hangs
+up, wraps up on his page (the form pre-filled from the draft) and files the 工单, which the call
+record, naming him as the call's agent, allows. The supervisor's wallboard follows every step
+(agent 2 通话中, then 话后处理, his answered count and talk time). Screenshots of the three
+pages at each step go to var/test-artifacts/browser/.
 """
 
 from __future__ import annotations
@@ -267,42 +264,64 @@ async def run_story(
     assert accepted.get("ok"), accepted
     await asyncio.to_thread(phones[A2].wait_event, "CALL_ESTABLISHED", 20.0)
     await asyncio.to_thread(phones[A1].wait_event, "CALL_CLOSED", 30.0)  # agent 1's leg released
+    # Agent 2 has the call: on his page as an answered offer, on the wallboard as 通话中.
+    await expect(state2).to_have_text("通话中", timeout=LIVE)
+    await expect(two.locator("#state-reason")).to_have_text("")
+    await expect(two.locator("#call-announce")).to_have_text("通话中")
+    await expect(two.locator("#call-id")).to_have_text(call_id)
+    await expect(two.locator("#transcript")).to_have_text(HEARD, timeout=CALL)
+    for name in ("空闲 Alt+1", "小休 Alt+2"):  # he cannot make himself available mid-call
+        await expect(two.get_by_role("button", name=name, exact=True)).to_be_disabled()
+    await expect(board_state(board, A2)).to_have_text("通话中", timeout=LIVE)
+    # Agent 1 wraps up without the call: his page says where it went and offers no form for it.
+    handed = f"已转接给坐席 {A2}"
     await expect(state1).to_have_text("话后处理", timeout=LIVE)
-    await expect(one.locator("#call-announce")).to_have_text("话后处理：请核对并提交工单")
-    await expect(board_state(board, A1)).to_have_text("话后处理", timeout=LIVE)
-    await expect(board_state(board, A2)).to_have_text("小休（转接通话）")
+    await expect(one.locator("#state-reason")).to_have_text(f"（{handed}）")
+    await expect(one.locator("#call-announce")).to_have_text(f"通话已转接给坐席 {A2}，工单由该坐席提交")
+    await expect(one.locator("#call-facts")).to_be_hidden()
+    await expect(one.get_by_label("诉求内容")).to_have_value("")
+    await expect(one.locator("#form-status")).to_have_text(f"该通话已转接给坐席 {A2}，本页不再为其提交工单")
+    await expect(board_state(board, A1)).to_have_text(f"话后处理（{handed}）", timeout=LIVE)
     await snap(shots, "6-transferred", agent1=one, agent2=two, supervisor=board)
+    await one.get_by_role("button", name="话后处理结束").click()
+    await expect(state1).to_have_text("空闲", timeout=LIVE)
+    await expect(board_state(board, A1)).to_have_text("空闲", timeout=LIVE)
 
-    # 6. The wrap-up: the form is pre-filled from the draft; the agent completes it and submits.
-    content = one.get_by_label("诉求内容")
+    # 6. Agent 2 ends the call on his phone: the caller is gone, he wraps up on his page.
+    hung_up = await asyncio.to_thread(phones[A2].command, "hangup")
+    assert hung_up.get("ok"), hung_up
+    await asyncio.to_thread(sipp.wait)
+    await expect(state2).to_have_text("话后处理", timeout=LIVE)
+    await expect(two.locator("#call-announce")).to_contain_text("请核对并提交工单", timeout=LIVE)
+    await expect(board_state(board, A2)).to_have_text("话后处理", timeout=LIVE)
+    await expect(board.locator("#m-answered")).to_have_text("1 / 0", timeout=LIVE)
+    row = board.locator(f"#agents tr[data-agent='{A2}'] td")
+    await expect(row.nth(4)).to_have_text("1", timeout=LIVE)  # answered: the transferred call counts
+    await expect(row.nth(5)).not_to_have_text("00:00", timeout=LIVE)  # and his talk time
+    await snap(shots, "7-wrap-up", agent1=one, agent2=two, supervisor=board)
+
+    # 7. The wrap-up: the form is pre-filled from the draft; agent 2 completes it and submits.
+    content = two.get_by_label("诉求内容")
     await expect(content).to_have_value(HEARD, timeout=LIVE)
     said = (await content.input_value()).strip().rstrip("。")
     text = f"来电人反映：{said}。请相关单位核实处理。"
     await content.fill(text)  # the agent's own words: drafts no longer overwrite the field
-    await one.get_by_label("诉求类型").select_option(label="咨询")
-    await one.get_by_label("地点").fill("张店区人民西路3号楼")
-    await one.get_by_label("同意回访").check()
-    async with one.expect_request(f"{svc.api}/calls/{call_id}/ticket") as submitted:
-        await one.keyboard.press("Alt+S")
+    await two.get_by_label("诉求类型").select_option(label="咨询")
+    await two.get_by_label("地点").fill("张店区人民西路3号楼")
+    await two.get_by_label("同意回访").check()
+    async with two.expect_request(f"{svc.api}/calls/{call_id}/ticket") as submitted:
+        await two.keyboard.press("Alt+S")
     form = (await submitted.value).post_data_json
     assert isinstance(form, dict)
     assert (form["kind"], form["content"], form["place"]) == ("consultation", text, "张店区人民西路3号楼"), form
-    status = one.locator("#form-status")
+    status = two.locator("#form-status")
     await expect(status).to_have_text(re.compile(r"^工单已提交，编号 \S+$"), timeout=LIVE)
     number = (await status.inner_text()).removeprefix("工单已提交，编号 ").strip()
-    await snap(shots, "7-ticket-filed", agent1=one)
-
-    # 7. Agent 2 ends the call on his phone: he is free again, the caller is gone.
-    hung_up = await asyncio.to_thread(phones[A2].command, "hangup")
-    assert hung_up.get("ok"), hung_up
-    await asyncio.to_thread(sipp.wait)
+    await snap(shots, "8-ticket-filed", agent2=two)
+    await two.get_by_role("button", name="话后处理结束").click()
     await expect(state2).to_have_text("空闲", timeout=LIVE)
     await expect(board_state(board, A2)).to_have_text("空闲", timeout=LIVE)
-    await expect(board.locator("#m-answered")).to_have_text("1 / 0", timeout=LIVE)
-    await one.get_by_role("button", name="话后处理结束").click()
-    await expect(state1).to_have_text("空闲", timeout=LIVE)
-    await expect(board_state(board, A1)).to_have_text("空闲", timeout=LIVE)
-    await snap(shots, "8-done", agent1=one, agent2=two, supervisor=board)
+    await snap(shots, "9-done", agent1=one, agent2=two, supervisor=board)
 
     # The ticket holds the agent's words and the call, whose record names the agent who ended it.
     supervisor = ApiSession(svc, "banzhang")

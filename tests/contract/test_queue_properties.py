@@ -11,7 +11,10 @@ priority; and after a dispatch that made no offer, no available agent is eligibl
 call whose turn has come. With several queues sharing the agents ("two-queues" configs), calls
 go to random queues, a full queue overflows to the other, calls move between them
 (move_to_queue), and routing.choose_across is the model: the same invariants hold over all
-queues together, and arrival order within a priority holds within each queue.
+queues together, and arrival order within a priority holds within each queue. A call on an
+agent may be transferred to another (transfer_taken): the model moves it (oncall) from one
+agent's machine (CallEnded, transferred) to the other's (TransferTaken), so "no call has two
+agents on it" holds across transfers too.
 """
 
 from __future__ import annotations
@@ -516,6 +519,44 @@ class QueueMachine(RuleBasedStateMachine):
     def finish_answered(self, pick: int, dt: int, lost: bool) -> None:
         answered = sorted(self.model.oncall)
         self.finish(answered[pick % len(answered)], dt, lost)
+
+    @precondition(lambda self: bool(self.model.oncall))
+    @rule(
+        pick=st.integers(0, 10_000),
+        to=st.sampled_from(AGENTS),
+        dt=DT,
+        how=st.sampled_from(["taken", "released", "ended"]),
+        pause=st.booleans(),
+    )
+    def transfer(self, pick: int, to: AgentId, dt: int, how: str, pause: bool) -> None:
+        """A call transferred to an agent (paused for it first, as the API does, or not) is
+        taken by him: while its agent still has it, after he was released ("released"), or
+        after the call ended ("ended": the target is resumed)."""
+        self.advance(dt)
+        m = self.model
+        answered = sorted(m.oncall)
+        call = answered[pick % len(answered)]
+        first = m.oncall[call]
+        if pause:
+            self.request(to, ag.Pause(ag.TRANSFER_PAUSE, Actor.SYSTEM))
+        if how != "taken":
+            self.finish(call, 0, lost=False)
+        got = self.run(self.queue.transfer_taken(call, first, to, self.now, released=how == "released"))
+        machine = m.machines.get(to)
+        if machine is not None and machine.state is AgentState.ON_CALL and m.oncall.get(call) == to:
+            assert got is True  # he has it already
+        elif machine is None or machine.state is not AgentState.PAUSED or machine.reason != ag.TRANSFER_PAUSE:
+            assert got is False
+        elif how == "ended":
+            assert got is None
+            m.apply(to, ag.Resume(by=Actor.SYSTEM), self.now)
+        else:
+            assert got is True
+            if how == "taken":
+                m.handle = next_handle_average(*m.handle, self.now - m.machines[first].since_ms, SAMPLES)
+                m.apply(first, ag.CallEnded(call, transferred_to=to), self.now)
+            m.oncall[call] = to
+            m.apply(to, ag.TransferTaken(call), self.now)
 
     @precondition(lambda self: self.model.choose(self.now) is not None)
     @rule(dt=DT, talk=st.integers(0, 60))

@@ -7,8 +7,9 @@ stereo recording (caller left, agent channel right).
   the span of the hold, the recording runs on without a break (its agent channel carries the
   music), and the agent's voice reaches the caller before and after.
 - Blind transfer to a second agent: the caller ends up talking to agent 2 (each hears the
-  other's clip), agent 1 goes to wrap-up at once, agent 2 is back to available after the call,
-  and the record names agent 2 with the transfer in its reason.
+  other's clip), agent 1 goes to wrap-up at once (reason transferred:1002), the queue has agent
+  2 on the call (on_call with its id) and puts him in wrap-up after it, and the record names
+  agent 2 with the transfer in its reason.
 """
 
 from __future__ import annotations
@@ -141,6 +142,11 @@ def test_hold_plays_music_to_the_caller_and_the_recording_runs_on(
     assert abs(recorded_s - call_s) < 1.0  # one file for the whole call, no break
 
 
+def _in_state(service: Service, agent_id: str, state: str) -> dict[str, Any] | None:
+    agent = service.get(f"/agents/{agent_id}")
+    return agent if isinstance(agent, dict) and agent.get("state") == state else None
+
+
 def test_blind_transfer_to_a_second_agent(
     start_service: Any, tmp_path: Path, caller_speech: Path, caller_clip: Path, agent_clip: Path
 ) -> None:
@@ -169,15 +175,18 @@ def test_blind_transfer_to_a_second_agent(
                 post(service, f"/calls/{call_id}/transfer", {"target": "agent:1002", "mode": "blind"})
                 until(lambda: service.get("/agents/1001")["state"] == "wrap_up", timeout=15)
                 agent2.wait_event("CALL_ESTABLISHED", timeout=10)
-                paused = service.get("/agents/1002")
+                talking = until(lambda: _in_state(service, "1002", "on_call"), timeout=10)
+                first = service.get("/agents/1001")
                 sipp.wait()
         ticket = service.ticket(lambda t: t["call_id"] == call_id)
-        after = until(lambda: (lambda a: a if a["state"] == "available" else None)(service.get("/agents/1002")))
+        after = until(lambda: _in_state(service, "1002", "wrap_up"), timeout=20)
     finally:
         agent1.stop()
         agent2.stop()
-    print("ticket:", ticket, "agent 2 during the call:", paused, "after:", after)
-    assert paused["state"] == "paused" and paused["reason"] == "转接通话"
+    print("ticket:", ticket, "agent 2 during the call:", talking, "after:", after, "agent 1:", first)
+    assert talking["call_id"] == call_id and talking["reason"] == ""
+    assert (first["state"], first["reason"]) == ("wrap_up", "transferred:1002")
+    assert after["call_id"] == call_id  # his wrap-up is the call's
     assert ticket["outcome"] == "answered" and ticket["agent_id"] == "1002"
     assert "transferred 1001 -> agent:1002 (blind)" in ticket["reason"]
     assert ticket["hangup_by"] == "caller"

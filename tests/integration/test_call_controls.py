@@ -28,7 +28,7 @@ from hotline.core import events as ev
 from hotline.core.model import Agent, AgentId, AgentState, CallId, WorkerId
 from hotline.core.ports import Offer
 from hotline.queue.acd import AcdPolicy, RedisCallQueue
-from hotline.queue.agent_state import AgentPolicy
+from hotline.queue.agent_state import TRANSFERRED, AgentPolicy
 from hotline.queue.bus import RedisEventBus
 from hotline.runtime.callback import CallbackConfig
 from hotline.runtime.legs import epoch_ms
@@ -483,8 +483,10 @@ async def test_attended_transfer_consults_then_hands_the_caller_over(connected: 
     assert ("hangup", agent, 200) in sip.calls
     assert ("record", target, f"{call.id}.agent.wav") in sip.calls
     assert call.session.agent_leg == target
-    assert (await state_of(call, "a1"))[0] is AgentState.AVAILABLE  # wrap-up 0 s in this queue
-    assert await state_of(call, "a2") == (AgentState.PAUSED, ev.TRANSFER_PAUSE)
+    # The queue knows: a1 released (wrap-up 0 s in this queue), a2 on the call as if answered.
+    assert await state_of(call, "a1") == (AgentState.AVAILABLE, f"{TRANSFERRED}a2")
+    status = await queue.agent_status(AgentId("a2"))
+    assert (status.state, status.call_id, status.calls_answered) == (AgentState.ON_CALL, call.id, 1)
     tracked = await call.worker.bus.tracked_calls(WorkerId("w1"))
     assert tracked[call.id]["agent_id"] == "a2"
     call.leg(agent, LegState.DISCONNECTED)  # the released leg's end: not the call's
@@ -498,6 +500,45 @@ async def test_attended_transfer_consults_then_hands_the_caller_over(connected: 
     assert record["agent_id"] == "a2" and record["hangup_by"] == "agent" and record["outcome"] == "answered"
     assert record["reason"] == "transferred a1 -> agent:a2 (attended)"
     await until_async(lambda: _available(queue, "a2"), timeout=5)
+
+
+async def test_a_blind_transfer_to_an_agent_gives_him_the_call_in_the_queue(
+    client: redis.asyncio.Redis, store: SqlTicketStore, tmp_path: Path
+) -> None:
+    queue = RedisCallQueue(client, policy=AcdPolicy(agent=AgentPolicy(wrap_up_ms=60_000)))
+    async with ringing_call(client, queue, store, tmp_path) as call:
+        sip, caller, agent = call.sip, call.caller, call.agent
+        call.leg(agent, LegState.CONFIRMED)
+        await until_async(lambda: _on_call(queue, "a1"), timeout=5)
+        await queue.agent_resume(AgentId("a2"), 6_000)
+        await queue.agent_pause(AgentId("a2"), ev.TRANSFER_PAUSE, 6_000)  # as the API does
+        assert (await call.control("transfer", mode="blind", agent_id="a2", uri="sip:1002@x"))["status"] == "done"
+        (target,) = sip.dialled("tar-")
+        assert await state_of(call, "a2") == (AgentState.PAUSED, ev.TRANSFER_PAUSE)  # ringing
+        assert (await state_of(call, "a1"))[0] is AgentState.ON_CALL
+        call.leg(target, LegState.CONFIRMED)
+        await until_async(lambda: asyncio.sleep(0, (caller, target) in sip.links), timeout=5)
+        await until_async(lambda: _on_call(queue, "a2"), timeout=5)
+        first, second = await queue.agent_status(AgentId("a1")), await queue.agent_status(AgentId("a2"))
+        assert (first.state, first.call_id, first.reason) == (AgentState.WRAP_UP, call.id, f"{TRANSFERRED}a2")
+        assert (second.state, second.call_id, second.reason, second.calls_answered) == (
+            AgentState.ON_CALL,
+            call.id,
+            "",
+            1,
+        )
+        record = await ended(call)
+        assert record["agent_id"] == "a2" and record["reason"] == "transferred a1 -> agent:a2 (blind)"
+        # The call's end is his: wrap-up on it, and it stays so (nobody resumes him).
+        await until_async(lambda: _state_is(queue, "a2", AgentState.WRAP_UP), timeout=5)
+        await asyncio.sleep(0.2)
+        second = await queue.agent_status(AgentId("a2"))
+        assert (second.state, second.call_id) == (AgentState.WRAP_UP, call.id)
+        assert (await queue.agent_status(AgentId("a1"))).since_ms == first.since_ms  # his wrap-up unchanged
+
+
+async def _state_is(queue: Any, agent: str, state: AgentState) -> bool:
+    return (await queue.agent_status(AgentId(agent))).state is state
 
 
 async def _available(queue: Any, agent: str) -> bool:

@@ -28,6 +28,7 @@ from hotline.queue.agent_state import (
     StartWrapUpTimer,
     StopWrapUpTimer,
     Tick,
+    TransferTaken,
     WrapUpDone,
 )
 
@@ -69,6 +70,7 @@ EVERY_EVENT: list[ag.Event] = [
     Answered(O1),
     OfferFailed(O1, "no-answer", agent_fault=True),
     OfferWithdrawn(O1),
+    TransferTaken(C1),
     CallEnded(C1),
     Pause("用餐"),
     Resume(),
@@ -275,6 +277,38 @@ class TestPause:
             in_state(state).handle(Resume(), 9_000)
 
 
+class TestTransferTaken:
+    def test_from_the_transfer_pause_to_the_call_as_if_answered(self) -> None:
+        m = machine(wrap_up_ms=30_000)
+        m.handle(Login(), 100)
+        m.handle(Pause(ag.TRANSFER_PAUSE, Actor.SYSTEM), 200)
+        out = m.handle(TransferTaken(C1), 300)
+        assert out == [Changed(A1, S.PAUSED, S.ON_CALL, "transfer_taken", Actor.AGENT, "", C1, 300)]
+        status = m.status()
+        assert (status.state, status.call_id, status.calls_answered) == (S.ON_CALL, C1, 1)
+        assert m.handle(TransferTaken(C1), 400) == []  # a repeat
+        m.handle(CallEnded(C1), 1_300)
+        status = m.status()
+        assert (status.state, status.call_id, status.talk_ms) == (S.WRAP_UP, C1, 1_000)
+
+    @pytest.mark.parametrize("state", [S.PAUSED, S.ON_CALL])
+    def test_only_from_the_transfer_pause(self, state: AgentState) -> None:
+        m = in_state(state)  # paused for 小休, or on another offer's call
+        before = m.status()
+        assert m.handle(TransferTaken(CallId("c2")), 10_000) == []
+        assert m.status() == before
+
+    @pytest.mark.parametrize("state", [S.LOGGED_OUT, S.AVAILABLE, S.RESERVED, S.WRAP_UP])
+    def test_illegal_elsewhere(self, state: AgentState) -> None:
+        with pytest.raises(IllegalTransition):
+            in_state(state).handle(TransferTaken(C1), 10_000)
+
+    def test_the_first_agents_wrap_up_says_who_took_the_call(self) -> None:
+        m = in_state(S.ON_CALL)
+        out = changed(m.handle(CallEnded(C1, transferred_to=AgentId("a2")), 10_000))
+        assert (out[0].state, out[0].reason, out[0].call_id) == (S.WRAP_UP, f"{ag.TRANSFERRED}a2", C1)
+
+
 class TestCounts:
     """What the fewest_calls and least_talk_time strategies read: counted since his login."""
 
@@ -318,8 +352,9 @@ EVENTS = st.one_of(
     st.just(Answered(O1)),
     st.builds(OfferFailed, st.just(O1), st.sampled_from(["no-answer", "lease-expired"]), st.booleans()),
     st.just(OfferWithdrawn(O1)),
-    st.builds(CallEnded, st.just(C1), st.booleans()),
-    st.builds(Pause, st.sampled_from(["小休", "用餐"]), st.sampled_from(list(Actor))),
+    st.just(TransferTaken(C1)),
+    st.builds(CallEnded, st.just(C1), st.booleans(), st.sampled_from([None, AgentId("a2")])),
+    st.builds(Pause, st.sampled_from(["小休", "用餐", ag.TRANSFER_PAUSE]), st.sampled_from(list(Actor))),
     st.just(Resume()),
     st.just(WrapUpDone()),
     st.just(Tick()),

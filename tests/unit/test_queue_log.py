@@ -36,6 +36,19 @@ def test_ring_then_withdrawn_and_connect_times() -> None:
     ]
 
 
+def test_a_call_transferred_to_an_agent_connects_him_after_his_transfer_pause() -> None:
+    log = QueueLog("q")
+    paused = {"agent_id": "a2", "previous": "available", "state": "paused", "event": "pause", "call_id": None}
+    assert log.lines(ev.AGENT_STATE, paused | {"reason": ev.TRANSFER_PAUSE, "since_ms": 1795312810000}, 0) == [
+        f"1795312810|NONE|q|a2|PAUSE|{ev.TRANSFER_PAUSE}"
+    ]
+    taken = {"agent_id": "a2", "previous": "paused", "state": "on_call", "event": "transfer_taken", "call_id": "c1"}
+    assert log.lines(ev.AGENT_STATE, taken | {"reason": "", "since_ms": 1795312816000}, 0) == [
+        "1795312816|NONE|q|a2|UNPAUSE",
+        "1795312816|c1|q|a2|CONNECT|0|c1|6",
+    ]
+
+
 def test_separators_in_data_cannot_break_a_line() -> None:
     log = QueueLog("default")
     line = log.lines(ev.CALL_ENDED, ended(outcome="failed", reason="a|b\nc"), 0)[0]

@@ -444,7 +444,7 @@
     const label = $("state-label");
     label.textContent = STATE_LABELS[view.state] || view.state;
     label.dataset.state = view.state;
-    text("state-reason", view.reason ? `（${view.reason}）` : "");
+    text("state-reason", view.reason ? `（${reasonLabel(view.reason)}）` : "");
     tick();
     const st = view.state;
     const focused = document.activeElement;
@@ -460,7 +460,13 @@
       const next = [...document.querySelectorAll(".statebar button")].find((b) => !b.disabled);
       if (next) next.focus();
     }
-    if (S.agent.call_id && ["reserved", "on_call", "wrap_up"].includes(st)) {
+    const handed = handedTo(S.agent);
+    if (handed) {
+      // His call went on with another agent, who owns it (and its ticket): this page lets go.
+      if (S.call && S.call.call_id === S.agent.call_id) resetCall();
+      callStatus(`通话已转接给坐席 ${handed}，工单由该坐席提交`);
+      text("form-status", `该通话已转接给坐席 ${handed}，本页不再为其提交工单`);
+    } else if (S.agent.call_id && ["reserved", "on_call", "wrap_up"].includes(st)) {
       const fresh = !S.call || S.call.call_id !== S.agent.call_id;
       if (fresh) newCall(S.agent.call_id);
       if (st === "reserved" && (fresh || !before || before.state !== "reserved")) announceCall();
@@ -480,6 +486,17 @@
       const talked = ["on_call", "wrap_up"].includes(before.state);
       callStatus(talked ? "通话已结束" : "来电未接通：来电人已挂机或已转给其他坐席");
     }
+  }
+
+  // The reason of a first agent's wrap-up after a transfer: "transferred:<agent who took it>".
+  const TRANSFERRED = "transferred:";
+
+  function handedTo(agent) {
+    return agent && agent.reason && agent.reason.startsWith(TRANSFERRED) ? agent.reason.slice(TRANSFERRED.length) : null;
+  }
+
+  function reasonLabel(reason) {
+    return reason.startsWith(TRANSFERRED) ? `已转接给坐席 ${reason.slice(TRANSFERRED.length)}` : reason;
   }
 
   async function changeState(body) {
@@ -610,7 +627,7 @@
   function onDraft(data) {
     if (!S.me || !S.me.agent_id || !data.call_id) return;
     if (!S.call || S.call.call_id !== data.call_id) {
-      if (S.agent && S.agent.call_id === data.call_id) newCall(data.call_id);
+      if (S.agent && S.agent.call_id === data.call_id && !handedTo(S.agent)) newCall(data.call_id);
       else return; // a supervisor who also takes calls sees everyone's drafts
     }
     S.call.text = data.text || "";
@@ -884,7 +901,7 @@
     row.dataset.agent = a.agent_id;
     row.appendChild(el("td", "", a.agent_id));
     row.appendChild(el("td", "", a.name || ""));
-    const state = el("td", "state", `${STATE_LABELS[a.state] || a.state}${a.reason ? `（${a.reason}）` : ""}`);
+    const state = el("td", "state", `${STATE_LABELS[a.state] || a.state}${a.reason ? `（${reasonLabel(a.reason)}）` : ""}`);
     state.dataset.state = a.state;
     row.appendChild(state);
     const since = el("td", "since", duration((Date.now() - sinceMs) / 1000));

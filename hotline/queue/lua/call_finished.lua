@@ -12,18 +12,6 @@ end
 redis.call('HDEL', K_ONCALL, ARGV[1])
 local agent = get_json(K_AGENTS, agent_id)
 if agent and agent.state == 'on_call' and agent.call_id == ARGV[1] then
-  agent.talk_ms = (agent.talk_ms or 0) + math.max(0, now - agent.since_ms)
-  if ARGV[3] == '1' then
-    make_available(agent, 'call_ended', now, 'system', CALL_LOST)
-  else
-    record_handle_time(math.max(0, now - agent.since_ms))
-    local q = QUEUES[agent.call_queue or FIRST_QUEUE] or QUEUES[FIRST_QUEUE]
-    if q.wrap_up_ms > 0 then
-      agent.wrap_up_until_ms = now + q.wrap_up_ms
-      move(agent, 'call_ended', 'wrap_up', now, 'system', '')
-    else
-      make_available(agent, 'call_ended', now, 'system', '')
-    end
-  end
+  end_call(agent, now, ARGV[3] == '1', '')
 end
 return 1

@@ -282,3 +282,23 @@ local function record_handle_time(ms)
   end
   redis.call('HSET', K_STATS, 'handle_ms', math.floor(average + 0.5), 'handle_n', math.min(n + 1, HANDLE_SAMPLES))
 end
+
+-- The agent's answered call ended (call_finished, or his call was transferred to another agent:
+-- reason says so): wrap-up of the call's queue (0: available, idle since now), the call's talk
+-- time adds to his talk_ms, its handle time joins the moving average; a lost call makes him
+-- available at once and is not averaged. The caller has checked he is ON_CALL with the call.
+local function end_call(agent, now, lost, reason)
+  agent.talk_ms = (agent.talk_ms or 0) + math.max(0, now - agent.since_ms)
+  if lost then
+    make_available(agent, 'call_ended', now, 'system', CALL_LOST)
+    return
+  end
+  record_handle_time(math.max(0, now - agent.since_ms))
+  local q = QUEUES[agent.call_queue or FIRST_QUEUE] or QUEUES[FIRST_QUEUE]
+  if q.wrap_up_ms > 0 then
+    agent.wrap_up_until_ms = now + q.wrap_up_ms
+    move(agent, 'call_ended', 'wrap_up', now, 'system', reason)
+  else
+    make_available(agent, 'call_ended', now, 'system', reason)
+  end
+end
