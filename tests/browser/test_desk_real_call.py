@@ -227,6 +227,7 @@ async def run_story(
     heard = await transcript.inner_text()
     print(f"\nlive transcript on agent 1's page: {heard}")
     assert CITIZEN not in await one.locator("#call-panel").inner_text()
+    await expect(one.locator("#btn-transfer")).to_be_disabled()  # nothing to transfer before he answers
     await snap(shots, "3-screen-pop", agent1=one, supervisor=board)
 
     # 4. He answers on his softphone.
@@ -236,6 +237,7 @@ async def run_story(
     await expect(state1).to_have_text("通话中", timeout=LIVE)
     await expect(one.locator("#call-announce")).to_have_text("通话中")
     await expect(board_state(board, A1)).to_have_text("通话中", timeout=LIVE)
+    await expect(one.locator("#btn-transfer")).to_be_enabled()
     await snap(shots, "4-talking", agent1=one, supervisor=board)
 
     # 5. Agent 2 comes back from his break; agent 1 transfers the call to him with the page's
@@ -283,9 +285,11 @@ async def run_story(
     await expect(one.locator("#form-status")).to_have_text(f"该通话已转接给坐席 {A2}，本页不再为其提交工单")
     await expect(board_state(board, A1)).to_have_text(f"话后处理（{handed}）", timeout=LIVE)
     await snap(shots, "6-transferred", agent1=one, agent2=two, supervisor=board)
+    await expect(one.locator("#btn-transfer")).to_be_disabled()  # the call is no longer his
     await one.get_by_role("button", name="话后处理结束").click()
     await expect(state1).to_have_text("空闲", timeout=LIVE)
     await expect(board_state(board, A1)).to_have_text("空闲", timeout=LIVE)
+    await expect(one.locator("#call-announce")).to_have_text("暂无来电")  # ready for his next call
 
     # 6. Agent 2 ends the call on his phone: the caller is gone, he wraps up on his page.
     hung_up = await asyncio.to_thread(phones[A2].command, "hangup")

@@ -455,6 +455,7 @@
     $("btn-wrapdone").disabled = st !== "wrap_up";
     $("btn-record").disabled = !(st === "on_call" && S.agent.call_id);
     $("btn-reject").disabled = !(st === "reserved" && S.agent.call_id);
+    $("btn-transfer").disabled = !(st === "on_call" && S.agent.call_id);
     // A button that just became disabled has lost the focus: give it to the next one that works.
     if (focused && focused.closest(".statebar") && focused.disabled) {
       const next = [...document.querySelectorAll(".statebar button")].find((b) => !b.disabled);
@@ -481,6 +482,8 @@
       if (st === "wrap_up") callStatus("话后处理：请核对并提交工单");
       // The call's facts grow as it goes (the call record is written when it ends): read again.
       if (!fresh && before && before.state !== st && (st === "on_call" || st === "wrap_up")) loadContext(S.call.call_id);
+    } else if (!S.call && handedTo(before)) {
+      resetCall(); // his wrap-up after a transfer is over: the panel waits for his next call
     } else if (S.call && !S.call.ended && before && before.state !== st) {
       freezeQueueWait("来电已不在本坐席"); // rejected, or gone to another agent: not his wait to watch
       const talked = ["on_call", "wrap_up"].includes(before.state);
