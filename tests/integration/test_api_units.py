@@ -94,7 +94,8 @@ class Tickets:
     emergency: str  # LEAD leads, an emergency
 
 
-def new(lead: str, assisting: tuple[str, ...] = (), emergency: bool = False) -> NewTicket:
+def new(lead: str, assisting: tuple[str, ...] = (), emergency: bool = False, call: str = "call-1") -> NewTicket:
+    """A ticket from the call `call` (each call is the intake of one ticket at most)."""
     return NewTicket(
         caller=CALLER,
         kind=Kind.COMPLAINT,
@@ -105,7 +106,7 @@ def new(lead: str, assisting: tuple[str, ...] = (), emergency: bool = False) -> 
         lead_unit=lead,
         assisting_units=assisting,
         emergency=emergency,
-        call_id=CallId("call-1"),
+        call_id=CallId(call),
     )
 
 
@@ -118,8 +119,8 @@ def tickets(store: SqlTicketStore) -> Tickets:
     )  # fmt: skip
     return Tickets(
         mine=store.create_ticket(new(LEAD, (HELPER,)), agent, now, zibo).number,
-        other=store.create_ticket(new(OTHER), agent, now, zibo).number,
-        emergency=store.create_ticket(new(LEAD, emergency=True), agent, now, zibo).number,
+        other=store.create_ticket(new(OTHER, call="call-2"), agent, now, zibo).number,
+        emergency=store.create_ticket(new(LEAD, emergency=True, call="call-3"), agent, now, zibo).number,
     )
 
 
