@@ -291,6 +291,7 @@ async def run_worker(config: Config, index: int) -> None:
     ticket_status, ticket_store = ticket_status_lookup(config, flow)
     settings = WorkerSettings(
         worker_id=worker_id,
+        sip_host=config.sip.public_host or config.sip.host,
         recordings_dir=config.recordings_path,
         recording_format=config.recordings.format,
         recording_space=SpaceGuard(config.recordings.min_free_mb),

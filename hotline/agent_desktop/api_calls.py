@@ -29,6 +29,9 @@ Rules of this module:
   at him 409 not-ringing. The same path to the worker, as a `reject` command: the worker hangs
   up his ringing leg, the caller keeps his place and is offered to the next agent, and the agent
   is paused with the reason 拒接 (his choice, not a failure of his phone). 202: sent.
+- `POST /calls/{call_id}/answer` (接听 from the desk): the same people and answers as reject, as an
+  `answer` command: the worker re-dials his phone with the auto-answer headers (Call-Info
+  answer-after=0), so a phone that honours them picks up by itself (hotline.runtime.call_controls).
 """
 
 from __future__ import annotations
@@ -142,6 +145,16 @@ class NotRinging(Conflict):
 
 async def reject_call(request: web.Request) -> web.Response:
     """The agent declines the call ringing at his phone (see the module's rules)."""
+    return await _ringing_command(request, ev.CMD_REJECT, "reject")
+
+
+async def answer_call(request: web.Request) -> web.Response:
+    """The agent answers the call ringing at his phone from the desk (see the module's rules)."""
+    return await _ringing_command(request, ev.CMD_ANSWER, "answer")
+
+
+async def _ringing_command(request: web.Request, kind: str, action: str) -> web.Response:
+    """reject / answer: only the agent whose phone the call is ringing at."""
     _fields(await optional_object(request), set())
     call_id = CallId(request.match_info["call_id"])
     who = principal(request)
@@ -153,17 +166,17 @@ async def reject_call(request: web.Request) -> web.Response:
         raise NoSuchCall(f"no live call {call_id}")
     worker_id, _info = found
     if who.agent_id is None:
-        raise authmod.Forbidden("only the agent whose phone rings may reject a call")
+        raise authmod.Forbidden(f"only the agent whose phone rings may {action} a call")
     status = await request.app[QUEUE].agent_status(AgentId(who.agent_id))
     if status.call_id != call_id:
-        logger.warning("reject of %s: %s (%s) was not offered that call", call_id, who.username, who.role)
+        logger.warning("%s of %s: %s (%s) was not offered that call", action, call_id, who.username, who.role)
         raise authmod.Forbidden(f"call {call_id} is not ringing at {who.username}'s phone")
     if status.state is not AgentState.RESERVED:
         raise NotRinging(f"call {call_id} is no longer ringing at {who.username}'s phone ({status.state.value})")
     by = who.username or who.agent_id
-    await calls.send_command(worker_id, ev.CMD_REJECT, {"call_id": call_id, "agent_id": who.agent_id, "by": by})
-    logger.info("call %s: rejected by agent %s (worker %s)", call_id, who.agent_id, worker_id)
-    return json_reply({"call_id": call_id, "action": "reject", "worker_id": worker_id}, status=202)
+    await calls.send_command(worker_id, kind, {"call_id": call_id, "agent_id": who.agent_id, "by": by})
+    logger.info("call %s: %s by agent %s (worker %s)", call_id, action, who.agent_id, worker_id)
+    return json_reply({"call_id": call_id, "action": action, "worker_id": worker_id}, status=202)
 
 
 _DIALABLE = re.compile(ev.DIALABLE)
@@ -514,14 +527,21 @@ PATHS.update({
         "His ringing leg is hung up; the caller keeps his place in the queue and is offered to the next agent; "
         "the agent is paused with the reason 拒接 (his choice, not counted as a failure of his phone).",
         None),
+    f"{_CALL}/answer": _control_path(
+        "answerCall", "接听: the agent answers the call ringing at his phone from the desk (that agent only)",
+        "The worker cancels the ringing leg and at once dials his phone again with the auto-answer headers "
+        "(Call-Info answer-after=0, Alert-Info, Answer-Mode: Auto); a phone that honours them picks up and "
+        "the call is bridged. The offer's ring timeout keeps running.",
+        None),
     f"{_CALL}/monitor": _control_path(
         "monitorCall", "A supervisor listens, whispers or barges in (supervisors and admins)",
         "The worker dials supervisor_uri. listen: he hears caller and agent; whisper: the agent hears him, the "
         "caller does not (never recorded); barge: everyone hears everyone.", "CallMonitor"),
 })  # fmt: skip
-PATHS[f"{_CALL}/reject"]["post"]["responses"]["409"] = openapi.json_body(
-    openapi.ref("Error"), "not-ringing: the call rings at his phone no longer (answered, or gone to another agent)"
-)
+for _ringing in ("reject", "answer"):
+    PATHS[f"{_CALL}/{_ringing}"]["post"]["responses"]["409"] = openapi.json_body(
+        openapi.ref("Error"), "not-ringing: the call rings at his phone no longer (answered, or gone to another agent)"
+    )
 
 RESTRICTED: frozenset[str] = frozenset(
     {
@@ -538,6 +558,7 @@ RESTRICTED: frozenset[str] = frozenset(
         "hangupCall",
         "monitorCall",
         "rejectCall",
+        "answerCall",
     }
 )
 
@@ -561,3 +582,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(f"{call}/transfer", transfer_call)
     app.router.add_post(f"{call}/monitor", monitor_call)
     app.router.add_post(f"{call}/reject", reject_call)
+    app.router.add_post(f"{call}/answer", answer_call)

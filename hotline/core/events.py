@@ -60,6 +60,11 @@ TRANSFERRED = "transferred:"
 # published as call.control (action "reject").
 CMD_REJECT = "reject"
 REJECT_PAUSE = "拒接"
+# The agent answers the call ringing at his phone from the desk: data: call_id, agent_id, by.
+# The worker cancels his ringing leg and dials his phone again with auto-answer headers, which
+# phones that support remote answer take as "pick up at once". Published as call.control
+# (action "answer").
+CMD_ANSWER = "answer"
 DTMF_DIGITS = r"^[0-9*#A-Da-d]{1,32}$"  # what call-control dtmf sends
 DIALABLE = r"^\+?[0-9*#]{1,32}$"  # a number call controls dial through the dial template
 

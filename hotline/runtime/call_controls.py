@@ -52,6 +52,17 @@ Rules of this module:
   declined (hotline.queue.acd offer_failed declined=True): the caller keeps his place and is
   offered to the next agent, the agent is paused with events.REJECT_PAUSE, and his phone is not
   counted as failing. Nothing ringing at his phone: refused (published as failed).
+- Answer from the desk (events.CMD_ANSWER, not a call-control either): the agent answers the
+  call ringing at his phone from the page, for phones that answer by themselves when asked
+  (Call-Info answer-after=0, Alert-Info info=alert-autoanswer, RFC 5373 Answer-Mode: Auto:
+  Yealink, Grandstream, Polycom, Linphone, MicroSIP ...; baresip 1.0 does not). His ringing leg
+  is forgotten first and then hung up (a CANCEL): its end reaches neither the flow nor the queue.
+  His phone is dialled again at once with those headers, and the new leg takes the old one's
+  place under the same offer (the agent leg, or the ring_all group's leg), so the flow, which
+  never learns of the swap, sees its agent answer as usual. The offer's ring timeout keeps
+  running; a new leg that fails (or cannot be dialled) is the offer failing. A phone that took
+  the old leg at that very instant is hung up (a BYE) and rung again. Nothing ringing at his
+  phone: refused (published as failed). The outcome is published as `call.control` ("answer").
 """
 
 from __future__ import annotations
@@ -71,7 +82,7 @@ from hotline.runtime.legs import epoch_ms, failure_reason, leg_file
 from hotline.sip.events import DtmfReceived, LegState, LegStateChanged, MediaReady, SipEvent
 
 if TYPE_CHECKING:
-    from hotline.runtime.worker import CallSession, Worker
+    from hotline.runtime.worker import CallSession, Sip, Worker
 
 logger = logging.getLogger(__name__)
 
@@ -649,7 +660,76 @@ class CallControls:
         logger.info("call %s: agent %s declined the offer (%s: %s)", s.call_id, agent_id, status, detail)
         await self._publish(s.call_id, "reject", status, detail, by)
 
+    # ------------------------------------------------------------ answering an offer from the desk
+    def answer(self, session: CallSession | None, data: dict[str, Any]) -> None:
+        """An `answer` command (see the module's rules); None: no such call on this worker."""
+        self.worker.spawn(self._answer(session, data), f"answer-{data.get('call_id')}")
+
+    async def _answer(self, s: CallSession | None, data: dict[str, Any]) -> None:
+        agent_id, by = str(data.get("agent_id") or ""), str(data.get("by") or "")
+        if s is None:
+            call_id = CallId(str(data.get("call_id") or ""))
+            await self._publish(call_id, "answer", "failed", "no such call on this worker", by)
+            return
+        sip = self.worker.sip
+        async with s.lock:  # after the DialAgent that made his leg, if it is under way
+            offers = {
+                o.offer_id: o
+                for o in (s.flow.offer, *s.flow.others.values())
+                if o is not None and o.agent_id == agent_id and s.flow.phase == fl.Phase.OFFERING
+            }
+            legs = [(leg, offer) for leg, offer in s.ringing.items() if offer in offers]
+            if s.agent_leg is not None and s.agent_leg_offer in offers and not s.agent_answered:
+                legs.append((s.agent_leg, s.agent_leg_offer))
+            if not legs or sip is None:
+                status, detail = "failed", f"no call ringing at agent {agent_id}'s phone"
+            else:
+                failures = [await self._redial(s, sip, leg, offers[offer]) for leg, offer in legs]
+                failed = [f for f in failures if f]
+                status = "failed" if failed else "done"
+                detail = "; ".join(failed) if failed else f"agent:{agent_id}"
+        logger.info("call %s: agent %s answers from the desk (%s: %s)", s.call_id, agent_id, status, detail)
+        await self._publish(s.call_id, "answer", status, detail, by)
+
+    async def _redial(self, s: CallSession, sip: Sip, old: str, offer: fl.OfferReceived) -> str:
+        """Swaps a ringing leg for one asking the phone to answer; "" or why dialling failed."""
+        worker = self.worker
+        worker.by_leg.pop(old, None)  # its end (487) is nobody's business now
+        group = s.ringing.pop(old, None) is not None
+        s.agent_legs += 1
+        leg = f"out-{s.call_id}-{s.agent_legs}"
+        if group:
+            s.ringing[leg] = offer.offer_id
+        else:
+            s.agent_leg = leg
+        worker.by_leg[leg] = s
+        await sip.hangup(old, 487)
+        headers = {"X-Hotline-Call-Id": s.call_id, **auto_answer_headers(worker.settings.sip_host)}
+        try:
+            await sip.dial(offer.agent_uri, leg, headers)
+        except Exception as exc:
+            logger.warning("call %s: dialling %s to answer failed: %s", s.call_id, offer.agent_uri, exc)
+            worker.by_leg.pop(leg, None)
+            if group:
+                s.ringing.pop(leg, None)
+            else:
+                s.agent_leg = None
+            worker._feed(s, fl.AgentFailed(offer.offer_id, "unreachable"))
+            return f"cannot dial {offer.agent_uri}"
+        return ""
+
     async def _publish(self, call_id: CallId, action: str, status: str, detail: str, by: str) -> None:
         data = {"call_id": call_id, "action": action, "status": status, "detail": detail, "by": by}
         with contextlib.suppress(Unavailable):
             await self.worker.bus.publish(ev.CALL_CONTROL, data)
+
+
+def auto_answer_headers(host: str) -> dict[str, str]:
+    """The headers asking a phone to answer an INVITE at once (Call-Info answer-after=0 as
+    Yealink, Grandstream, Polycom, Linphone and MicroSIP read it; Alert-Info for older firmware;
+    Answer-Mode, RFC 5373)."""
+    return {
+        "Call-Info": f"<sip:{host}>;answer-after=0",
+        "Alert-Info": "<http://127.0.0.1>;info=alert-autoanswer",
+        "Answer-Mode": "Auto",
+    }

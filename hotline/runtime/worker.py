@@ -117,6 +117,7 @@ class WorkerSettings:
     recording_format: str = "wav"  # recordings.format: wav, or flac (converted at call end)
     recording_space: SpaceGuard = NO_SPACE_CHECK  # recordings.min_free_mb (0: not checked)
     survey: SurveyConfig | None = None  # how 回访 calls are dialled; None: this worker makes none
+    sip_host: str = "127.0.0.1"  # this hotline's SIP address, named in the auto-answer Call-Info
 
 
 def new_call_id(now: datetime) -> CallId:
@@ -474,6 +475,8 @@ class Worker:
             self.controls.command(session, data)
         elif kind == ev.CMD_REJECT:
             self.controls.reject(session, data)
+        elif kind == ev.CMD_ANSWER:
+            self.controls.answer(session, data)
         elif kind == ev.CMD_CALLBACK:
             if self.callbacks is None or self.sip is None:
                 offer_id = str(data["offer_id"])

@@ -49,9 +49,9 @@ async def visible_focus(page: Page) -> str:
 
 # The agent view's controls in Tab order while signed out: the state bar, the call controls (the
 # unsupported ones stay reachable, with their tooltip), the wrap-up form.
-# Signed out: the buttons that act on a call (暂停录音, 拒接, 转接) are disabled, out of the order.
+# Signed out: the buttons that act on a call (暂停录音, 拒接, 接听, 转接) are disabled, out of the order.
 TAB_ORDER = [
-    "btn-login", "pause-reason", "btn-answer", "btn-hangup", "btn-hold", "btn-conference",
+    "btn-login", "pause-reason", "btn-hangup", "btn-hold", "btn-conference",
     "f-kind", "f-place", "f-content", "f-lead", "f-assist", "f-name", "f-emergency", "f-consent", "f-answer",
     "btn-submit", "btn-repeats",
 ]  # fmt: skip

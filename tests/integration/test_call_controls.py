@@ -207,8 +207,9 @@ async def test_transfer_to_an_agent_pauses_him_and_hands_him_the_controls(
     assert await error(await api.post(f"{API}/calls/{call}/hold", headers=agent1)) == (403, "forbidden")
 
 
-async def test_reject_is_for_the_agent_whose_phone_rings_with_the_call(
-    api: Client, client: redis.asyncio.Redis, store: SqlTicketStore
+@pytest.mark.parametrize(("action", "kind"), [("reject", ev.CMD_REJECT), ("answer", ev.CMD_ANSWER)])
+async def test_reject_and_answer_are_for_the_agent_whose_phone_rings_with_the_call(
+    api: Client, client: redis.asyncio.Redis, store: SqlTicketStore, action: str, kind: str
 ) -> None:
     call = "20261122T020000-0000eeee"
     queue, bus = RedisCallQueue(client), RedisEventBus(client)
@@ -219,7 +220,7 @@ async def test_reject_is_for_the_agent_whose_phone_rings_with_the_call(
     await queue.enqueue(CallId(call), WorkerId("w1"), "13800138000", 2_000)
     offer = await queue.dispatch_once(3_000, 30_000)
     assert offer is not None and offer.agent_id == "a1"
-    path = f"{API}/calls/{call}/reject"
+    path = f"{API}/calls/{call}/{action}"
     assert await error(await api.post(path, headers=await token(api, "agent1"))) == (404, "no-such-call")  # no worker
     await bus.track_call(WorkerId("w1"), CallId(call), {"call_id": call, "caller": "13800138000"})
 
@@ -231,8 +232,8 @@ async def test_reject_is_for_the_agent_whose_phone_rings_with_the_call(
     assert await commands(client) == []
     response = await api.post(path, headers=agent1)
     assert response.status == 202, await response.text()
-    assert await response.json() == {"call_id": call, "action": "reject", "worker_id": "w1"}
-    assert await commands(client) == [(ev.CMD_REJECT, {"call_id": call, "agent_id": "a1", "by": "agent1"})]
+    assert await response.json() == {"call_id": call, "action": action, "worker_id": "w1"}
+    assert await commands(client) == [(kind, {"call_id": call, "agent_id": "a1", "by": "agent1"})]
     # The API changes nothing itself: the worker hangs up his leg, the queue hears of it from the flow.
     assert (await queue.agent_status(AgentId("a1"))).state is AgentState.RESERVED
     assert await queue.offer_answered(offer.offer_id, 4_000)  # he picked up after all
@@ -251,6 +252,7 @@ class LinkSip:
         self.links: set[tuple[str, str]] = set()
         self.music: dict[str, tuple[str, str | None]] = {}  # leg -> (wav, recorder it also feeds)
         self.calls: list[tuple[Any, ...]] = []
+        self.headers: dict[str, dict[str, str]] = {}  # leg -> the headers it was dialled with
 
     async def answer(self, leg_id: str, code: int = 200) -> None:
         self.calls.append(("answer", leg_id))
@@ -282,6 +284,7 @@ class LinkSip:
 
     async def dial(self, uri: str, leg_id: str, headers: dict[str, str] | None = None) -> None:
         self.calls.append(("dial", leg_id, uri))
+        self.headers[leg_id] = dict(headers or {})
 
     async def bridge(self, leg_a: str, leg_b: str) -> None:
         self.links |= {(leg_a, leg_b), (leg_b, leg_a)}
@@ -348,7 +351,11 @@ async def connected(client: redis.asyncio.Redis, store: SqlTicketStore, tmp_path
 
 @contextlib.asynccontextmanager
 async def ringing_call(
-    client: redis.asyncio.Redis, queue: RedisCallQueue, store: SqlTicketStore, tmp_path: Path
+    client: redis.asyncio.Redis,
+    queue: RedisCallQueue,
+    store: SqlTicketStore,
+    tmp_path: Path,
+    ring_timeout_s: float = 2.0,
 ) -> AsyncIterator[Call]:
     """A call offered to agent a1 through the real queue, his phone ringing (a2 paused), on a
     worker whose endpoint is a LinkSip."""
@@ -361,7 +368,7 @@ async def ringing_call(
     prompts = {name: Prompt(f"/p/{name}.wav", 30.0) for name in ("greeting", "hold_music")}
     settings = WorkerSettings(
         worker_id=WorkerId("w1"), recordings_dir=tmp_path / "rec", spool_dir=tmp_path / "spool", prompts=prompts,
-        ring_timeout_s=2.0, callback=CallbackConfig(dial_template="sip:{number}@127.0.0.1:5060"),
+        ring_timeout_s=ring_timeout_s, callback=CallbackConfig(dial_template="sip:{number}@127.0.0.1:5060"),
     )  # fmt: skip
     worker = Worker(settings, queue, bus)
     sip = LinkSip()
@@ -686,3 +693,74 @@ async def test_an_agent_rejecting_the_ringing_call_is_paused_and_the_caller_goes
         call.leg(second, LegState.CONFIRMED)
         await until_async(lambda: _on_call(queue, "a2"), timeout=5)
         assert await state_of(call, "a1") == (AgentState.PAUSED, ev.REJECT_PAUSE)
+
+
+async def test_answering_from_the_desk_redials_the_phone_asking_it_to_pick_up(
+    client: redis.asyncio.Redis, store: SqlTicketStore, tmp_path: Path
+) -> None:
+    queue = RedisCallQueue(client)
+    async with ringing_call(client, queue, store, tmp_path, ring_timeout_s=60.0) as call:
+        sip, bus, session = call.sip, RedisEventBus(client), call.session
+        assert "Call-Info" not in sip.headers[call.agent]  # an offer rings as usual
+
+        async def answer(agent_id: str) -> dict[str, Any]:  # sent as the API sends it
+            before = len(await call.outcomes())
+            data = {"call_id": call.id, "agent_id": agent_id, "by": f"agent-{agent_id}"}
+            await bus.send_command(WorkerId("w1"), ev.CMD_ANSWER, data)
+            got = await until_async(lambda: call._outcome_after(before), timeout=5)
+            assert isinstance(got, dict)
+            return got
+
+        refused = await answer("a2")  # nothing rings at his phone
+        assert (refused["action"], refused["status"]) == ("answer", "failed")
+        assert not [c for c in sip.calls if c[0] == "hangup"] and len(sip.dialled("out-")) == 1
+        done = await answer("a1")
+        assert (done["action"], done["status"], done["by"]) == ("answer", "done", "agent-a1")
+        assert ("hangup", call.agent, 487) in sip.calls  # a CANCEL to the ringing phone
+        first, second = sip.dialled("out-")
+        assert first == call.agent and ("dial", second, "sip:1001@x") in sip.calls
+        assert sip.headers[second] == {
+            "X-Hotline-Call-Id": call.id,
+            "Call-Info": "<sip:127.0.0.1>;answer-after=0",
+            "Alert-Info": "<http://127.0.0.1>;info=alert-autoanswer",
+            "Answer-Mode": "Auto",
+        }
+        assert session.agent_leg == second and call.agent not in call.worker.by_leg
+        # The cancelled leg's end reaches neither the flow nor the queue.
+        call.leg(call.agent, LegState.DISCONNECTED, 487)  # handled at once: the flow would have moved
+        assert session.flow.phase.name == "OFFERING" and session.agent_leg == second
+        assert await state_of(call, "a1") == (AgentState.RESERVED, "")
+        ((offered,),) = [await queue.offered()]
+        assert offered.offered_to == "a1"
+        assert (await answer("a1"))["status"] == "done"  # asked again: the new leg is redialled
+        third = sip.dialled("out-")[2]
+        assert ("hangup", second, 487) in sip.calls and session.agent_leg == third
+        # The phone picks up by itself: bridged, the agent on the call.
+        call.leg(third, LegState.CONFIRMED)
+        await until_async(lambda: asyncio.sleep(0, (call.caller, third) in sip.links), timeout=5)
+        await until_async(lambda: _on_call(queue, "a1"), timeout=5)
+        assert (await answer("a1"))["status"] == "failed"  # answered: nothing rings any more
+        record = await ended(call)
+        assert (record["outcome"], record["agent_id"]) == ("answered", "a1")
+
+
+async def test_a_phone_that_fails_the_answering_leg_fails_the_offer(
+    client: redis.asyncio.Redis, store: SqlTicketStore, tmp_path: Path
+) -> None:
+    queue = RedisCallQueue(client)
+    async with ringing_call(client, queue, store, tmp_path, ring_timeout_s=60.0) as call:
+        sip, bus = call.sip, RedisEventBus(client)
+        data = {"call_id": call.id, "agent_id": "a1", "by": "agent1"}
+        await bus.send_command(WorkerId("w1"), ev.CMD_ANSWER, data)
+        await until_async(lambda: asyncio.sleep(0, len(sip.dialled("out-")) == 2), timeout=5)
+        second = sip.dialled("out-")[1]
+        call.leg(call.agent, LegState.DISCONNECTED, 487)  # the cancelled leg: nobody's business
+        assert await state_of(call, "a1") == (AgentState.RESERVED, "")
+        call.leg(second, LegState.DISCONNECTED, 486)  # but his phone is busy for the new one
+
+        async def back_in_queue() -> bool:
+            return [w.call_id for w in await queue.waiting()] == [call.id]
+
+        await until_async(back_in_queue, timeout=5)  # the offer failed as any other: the caller waits on
+        assert (await state_of(call, "a1"))[0] is not AgentState.RESERVED
+        assert call.session.agent_leg is None and call.session.flow.phase.name == "WAITING"

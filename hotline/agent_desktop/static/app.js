@@ -455,6 +455,7 @@
     $("btn-wrapdone").disabled = st !== "wrap_up";
     $("btn-record").disabled = !(st === "on_call" && S.agent.call_id);
     $("btn-reject").disabled = !(st === "reserved" && S.agent.call_id);
+    $("btn-answer").disabled = !(st === "reserved" && S.agent.call_id);
     $("btn-transfer").disabled = !(st === "on_call" && S.agent.call_id);
     // A button that just became disabled has lost the focus: give it to the next one that works.
     if (focused && focused.closest(".statebar") && focused.disabled) {
@@ -797,6 +798,23 @@
     }
   }
 
+  // 接听 from the page (POST /calls/{id}/answer): the worker rings the agent's phone again asking
+  // it to pick up by itself (Call-Info answer-after=0); the socket's agent.state then shows 通话中.
+  async function answerCall() {
+    if (!S.call || $("btn-answer").disabled) return;
+    const callId = S.call.call_id;
+    $("btn-answer").disabled = true;
+    text("record-status", "正在请求话机接听…");
+    try {
+      await api("POST", `/calls/${encodeURIComponent(callId)}/answer`, {});
+      text("record-status", "已请求话机自动接听；若话机不支持自动应答，请在话机上接听");
+    } catch (err) {
+      const gone = err.error === "not-ringing" || err.error === "no-such-call" ? "来电已不在振铃，无法接听" : "";
+      text("record-status", gone || (missing(err) ? `${UNAVAILABLE}：接听` : explain(err)));
+      if (S.agent) $("btn-answer").disabled = !(S.agent.state === "reserved" && S.agent.call_id);
+    }
+  }
+
   async function toggleRecording() {
     if (!S.call || $("btn-record").disabled) return;
     const paused = !S.recordingPaused;
@@ -1082,9 +1100,10 @@
     Digit3: "btn-wrapdone",
     KeyR: "btn-record",
     KeyJ: "btn-reject",
+    KeyA: "btn-answer",
     KeyS: "btn-submit",
   };
-  const SHORTCUT_NAMES = { KeyI: "签入", KeyO: "签出", Digit1: "空闲", Digit2: "小休", Digit3: "话后处理结束", KeyR: "暂停录音", KeyJ: "拒接", KeyS: "提交工单" };
+  const SHORTCUT_NAMES = { KeyI: "签入", KeyO: "签出", Digit1: "空闲", Digit2: "小休", Digit3: "话后处理结束", KeyR: "暂停录音", KeyJ: "拒接", KeyA: "接听", KeyS: "提交工单" };
 
   function onKey(event) {
     if (!event.altKey || event.ctrlKey || event.metaKey || !S.me || !S.me.agent_id) return;
@@ -1099,7 +1118,7 @@
     event.preventDefault();
     const button = $(id);
     if (button.disabled) {
-      const where = id === "btn-submit" ? "form-status" : ["btn-record", "btn-reject"].includes(id) ? "record-status" : "state-error";
+      const where = id === "btn-submit" ? "form-status" : ["btn-record", "btn-reject", "btn-answer"].includes(id) ? "record-status" : "state-error";
       text(where, `当前状态下不能${SHORTCUT_NAMES[event.code]}`);
       return;
     }
@@ -1117,6 +1136,7 @@
     $("btn-wrapdone").addEventListener("click", () => changeState({ state: "wrap_up_done" }));
     $("btn-record").addEventListener("click", toggleRecording);
     $("btn-reject").addEventListener("click", rejectCall);
+    $("btn-answer").addEventListener("click", answerCall);
     $("btn-transfer").addEventListener("click", transferCall);
     $("ticket-form").addEventListener("submit", submitTicket);
     $("btn-repeats").addEventListener("click", checkRepeats);
