@@ -47,11 +47,11 @@ async def visible_focus(page: Page) -> str:
     return str(found["id"])
 
 
-# The agent view's controls in Tab order while signed out: the state bar, the call controls (the
-# unsupported ones stay reachable, with their tooltip), the wrap-up form.
-# Signed out: the buttons that act on a call (暂停录音, 拒接, 接听, 转接) are disabled, out of the order.
+# The agent view's controls in Tab order while signed out: the state bar and the wrap-up form;
+# the call controls (暂停录音, 拒接, 接听, 保持, 静音, 转接, 三方通话, 发送按键, 挂断) are disabled
+# without a call, so out of the order.
 TAB_ORDER = [
-    "btn-login", "pause-reason", "btn-hangup", "btn-hold", "btn-conference",
+    "btn-login", "pause-reason",
     "f-kind", "f-place", "f-content", "f-lead", "f-assist", "f-name", "f-emergency", "f-consent", "f-answer",
     "btn-submit", "btn-repeats",
 ]  # fmt: skip

@@ -69,6 +69,8 @@
     call: null, // {call_id, caller, waited_s, fetched_at, position, priority, ended, draft, text}
     dirty: new Set(), // wrap-up fields the agent changed: drafts no longer overwrite them
     recordingPaused: false,
+    held: false, // the call is on hold (保持) from this page
+    muted: false, // the agent is muted (静音) from this page
     ws: null,
     backoff: BACKOFF_MIN_MS,
     retryTimer: null,
@@ -456,7 +458,8 @@
     $("btn-record").disabled = !(st === "on_call" && S.agent.call_id);
     $("btn-reject").disabled = !(st === "reserved" && S.agent.call_id);
     $("btn-answer").disabled = !(st === "reserved" && S.agent.call_id);
-    $("btn-transfer").disabled = !(st === "on_call" && S.agent.call_id);
+    const talking = st === "on_call" && Boolean(S.agent.call_id);
+    ["btn-transfer", "btn-hold", "btn-mute", "btn-conference", "btn-dtmf", "btn-hangup"].forEach((id) => ($(id).disabled = !talking));
     // A button that just became disabled has lost the focus: give it to the next one that works.
     if (focused && focused.closest(".statebar") && focused.disabled) {
       const next = [...document.querySelectorAll(".statebar button")].find((b) => !b.disabled);
@@ -559,6 +562,9 @@
     S.dirty.clear();
     S.recordingPaused = false;
     $("btn-record").firstChild.textContent = "暂停录音 ";
+    S.held = S.muted = false;
+    $("btn-hold").firstChild.textContent = "保持 ";
+    $("btn-mute").firstChild.textContent = "静音 ";
     text("record-status", "");
     $("ticket-form").reset();
     text("form-status", "");
@@ -826,6 +832,64 @@
     } catch (err) {
       text("record-status", missing(err) ? `${UNAVAILABLE}：暂停录音` : explain(err));
     }
+  }
+
+  // --- the other controls of a connected call (carried out by the caller's worker) -----------
+  async function control(path, body, label, done) {
+    if (!S.call) return false;
+    try {
+      await api("POST", `/calls/${encodeURIComponent(S.call.call_id)}/${path}`, body);
+      text("record-status", done);
+      return true;
+    } catch (err) {
+      text("record-status", missing(err) ? `${UNAVAILABLE}：${label}` : explain(err));
+      return false;
+    }
+  }
+
+  async function toggleHold() {
+    if ($("btn-hold").disabled) return;
+    const held = !S.held;
+    if (await control(held ? "hold" : "resume", {}, held ? "保持" : "恢复通话", held ? "已保持：来电人正在听等待音乐" : "已恢复通话")) {
+      S.held = held;
+      $("btn-hold").firstChild.textContent = held ? "恢复通话 " : "保持 ";
+    }
+  }
+
+  async function toggleMute() {
+    if ($("btn-mute").disabled) return;
+    const muted = !S.muted;
+    if (await control("mute", { muted }, muted ? "静音" : "取消静音", muted ? "已静音：来电人听不到您（录音照常）" : "已取消静音")) {
+      S.muted = muted;
+      $("btn-mute").firstChild.textContent = muted ? "取消静音 " : "静音 ";
+    }
+  }
+
+  async function conferenceCall() {
+    if ($("btn-conference").disabled) return;
+    const number = (prompt("三方通话：请输入要邀请的部门电话号码（如 12315）：") || "").trim();
+    if (!number) return;
+    if (!/^[0-9]{3,20}$/.test(number)) {
+      text("record-status", "号码只能是 3 到 20 位数字");
+      return;
+    }
+    await control("conference", { number }, "三方通话", `正在呼叫 ${number} 加入三方通话`);
+  }
+
+  async function sendDigits() {
+    if ($("btn-dtmf").disabled) return;
+    const digits = (prompt("发送按键：请输入要发送给来电人的按键（0-9、*、#）：") || "").trim();
+    if (!digits) return;
+    if (!/^[0-9*#A-D]{1,32}$/.test(digits)) {
+      text("record-status", "按键只能是 0-9、*、#，最多 32 个");
+      return;
+    }
+    await control("dtmf", { digits }, "发送按键", `已发送按键 ${digits}`);
+  }
+
+  async function hangUp() {
+    if ($("btn-hangup").disabled) return;
+    await control("hangup", {}, "挂断", "已挂断");
   }
 
   // --- the wrap-up form ---------------------------------------------------------------------
@@ -1101,9 +1165,12 @@
     KeyR: "btn-record",
     KeyJ: "btn-reject",
     KeyA: "btn-answer",
+    KeyK: "btn-hold",
+    KeyM: "btn-mute",
+    KeyG: "btn-hangup",
     KeyS: "btn-submit",
   };
-  const SHORTCUT_NAMES = { KeyI: "签入", KeyO: "签出", Digit1: "空闲", Digit2: "小休", Digit3: "话后处理结束", KeyR: "暂停录音", KeyJ: "拒接", KeyA: "接听", KeyS: "提交工单" };
+  const SHORTCUT_NAMES = { KeyI: "签入", KeyO: "签出", Digit1: "空闲", Digit2: "小休", Digit3: "话后处理结束", KeyR: "暂停录音", KeyJ: "拒接", KeyA: "接听", KeyK: "保持", KeyM: "静音", KeyG: "挂断", KeyS: "提交工单" };
 
   function onKey(event) {
     if (!event.altKey || event.ctrlKey || event.metaKey || !S.me || !S.me.agent_id) return;
@@ -1118,7 +1185,7 @@
     event.preventDefault();
     const button = $(id);
     if (button.disabled) {
-      const where = id === "btn-submit" ? "form-status" : ["btn-record", "btn-reject", "btn-answer"].includes(id) ? "record-status" : "state-error";
+      const where = id === "btn-submit" ? "form-status" : ["btn-record", "btn-reject", "btn-answer", "btn-hold", "btn-mute", "btn-hangup"].includes(id) ? "record-status" : "state-error";
       text(where, `当前状态下不能${SHORTCUT_NAMES[event.code]}`);
       return;
     }
@@ -1138,15 +1205,17 @@
     $("btn-reject").addEventListener("click", rejectCall);
     $("btn-answer").addEventListener("click", answerCall);
     $("btn-transfer").addEventListener("click", transferCall);
+    $("btn-hold").addEventListener("click", toggleHold);
+    $("btn-mute").addEventListener("click", toggleMute);
+    $("btn-conference").addEventListener("click", conferenceCall);
+    $("btn-dtmf").addEventListener("click", sendDigits);
+    $("btn-hangup").addEventListener("click", hangUp);
     $("ticket-form").addEventListener("submit", submitTicket);
     $("btn-repeats").addEventListener("click", checkRepeats);
     ["f-kind", "f-place", "f-content", "f-lead", "f-assist", "f-name", "f-emergency", "f-consent", "f-answer"].forEach((id) => {
       $(id).addEventListener("input", () => S.dirty.add(id));
       $(id).addEventListener("change", () => S.dirty.add(id));
     });
-    document.querySelectorAll("button.unsupported").forEach((b) =>
-      b.addEventListener("click", () => text("record-status", b.title)),
-    );
     document.addEventListener("keydown", onKey);
     drawChart();
   }
