@@ -5,6 +5,7 @@ reported answered. Fakes as in test_ivr_worker.py (the queue side: test_queue_ri
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from hotline.core import events as ev
 from hotline.sip.events import DtmfReceived, LegState, LegStateChanged
@@ -13,9 +14,8 @@ from tests.unit.test_ivr_worker import make_worker, start_call, until_async
 GROUP = ["o1", "o2", "o3"]
 
 
-async def test_the_first_leg_to_answer_is_bridged_and_the_others_are_hung_up(tmp_path: Path) -> None:
-    worker, sip, queue, _ = make_worker(tmp_path)
-    call_id = await start_call(worker)
+async def ring_the_group(worker: Any, call_id: str) -> None:
+    """The caller skips the greeting and GROUP's offers (agents a1-a3, phones 1001-1003) ring."""
     session = worker.sessions[call_id]
     worker.on_sip_event(DtmfReceived("in-1", "5", "rfc4733"))  # skips the greeting
     await until_async(lambda: not session.flow.greeting_playing, timeout=2)
@@ -29,6 +29,13 @@ async def test_the_first_leg_to_answer_is_bridged_and_the_others_are_hung_up(tmp
         }
         worker._on_command(ev.CMD_OFFER, data)
     await until_async(lambda: len(session.ringing) == 3, timeout=2)
+
+
+async def test_the_first_leg_to_answer_is_bridged_and_the_others_are_hung_up(tmp_path: Path) -> None:
+    worker, sip, queue, _ = make_worker(tmp_path)
+    call_id = await start_call(worker)
+    session = worker.sessions[call_id]
+    await ring_the_group(worker, call_id)
     assert [uri for kind, uri in sip.calls if kind == "dial"] == ["sip:1001@h", "sip:1002@h", "sip:1003@h"]
     legs = {offer: leg for leg, offer in session.ringing.items()}
     worker.on_sip_event(LegStateChanged(legs["o2"], LegState.CONFIRMED, 200, "OK", False))
@@ -52,18 +59,7 @@ async def test_an_agent_of_the_group_answering_from_the_desk_swaps_his_leg_unsee
     worker, sip, queue, bus = make_worker(tmp_path)
     call_id = await start_call(worker)
     session = worker.sessions[call_id]
-    worker.on_sip_event(DtmfReceived("in-1", "5", "rfc4733"))  # skips the greeting
-    await until_async(lambda: not session.flow.greeting_playing, timeout=2)
-    for n, offer in enumerate(GROUP, 1):
-        data = {
-            "call_id": call_id,
-            "offer_id": offer,
-            "agent_id": f"a{n}",
-            "agent_uri": f"sip:100{n}@h",
-            "group": GROUP,
-        }
-        worker._on_command(ev.CMD_OFFER, data)
-    await until_async(lambda: len(session.ringing) == 3, timeout=2)
+    await ring_the_group(worker, call_id)
     old = {offer: leg for leg, offer in session.ringing.items()}
     worker._on_command(ev.CMD_ANSWER, {"call_id": call_id, "agent_id": "a2", "by": "agent2"})
     await until_async(lambda: [d for k, d in bus.published if k == ev.CALL_CONTROL], timeout=2)
